@@ -1,0 +1,51 @@
+# data-products: the two set-up commands are `make demo` and `make test`; both install first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export DATA_PRODUCTS_HOME ?= $(CURDIR)/.data
+export DAGSTER_HOME ?= $(DATA_PRODUCTS_HOME)/dagster_home
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo dev test checks lint bench-commerce generate clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet "uv>=0.9"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python python3.11
+	$(BIN)/dagster-dbt project prepare-and-package --file data_products/lib/dbt_project.py
+	@touch $@
+
+install: $(STAMP)  ## install the pinned environment (offline-safe pins) and parse the dbt project
+	@$(PY) -m data_products.lib.instance >/dev/null
+
+demo: install  ## land a small slice of every domain, materialise bronze → gold, run every check, summarise
+	$(PY) -m scripts.demo
+
+dev: install  ## open the Dagster UI (and daemon: schedules, sensors, freshness) on the shared instance
+	set -m; $(BIN)/dagster dev -w workspace.yaml
+
+test: install  ## the test suite (what CI runs)
+	$(BIN)/pytest
+
+checks: install  ## materialise the sample ranges, run every asset check, write JUnit, fail on ERROR checks
+	$(PY) -m scripts.checks
+
+lint: install  ## ruff, definitions validation, dbt parse
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas
+	$(PY) -m bench.commerce
+
+clean:  ## remove the data home (landing, lake, warehouse, lineage, Dagster instance)
+	rm -rf $(DATA_PRODUCTS_HOME)

@@ -1,0 +1,1 @@
+"""Domain assets, one sub-package per domain; discovered by ``data_products.definitions``."""

@@ -1,0 +1,24 @@
+"""Commerce bronze: the partner's daily drops, as delivered, one table per file family."""
+
+from assets.commerce.partitions import DAILY
+from data_products.lib.products import bronze_landing_asset
+
+_DESCRIPTIONS = {
+    "orders": "Order lines as delivered in the daily drop (denormalised, re-sent files included).",
+    "customers": "New and changed customers as delivered in the daily drop.",
+    "products": "The daily product catalog snapshot as delivered.",
+    "fx_rates": "The daily currency rates as delivered (units of USD per unit of currency).",
+}
+
+orders = bronze_landing_asset(
+    "commerce", "orders", partitions_def=DAILY, description=_DESCRIPTIONS["orders"]
+)
+customers = bronze_landing_asset(
+    "commerce", "customers", partitions_def=DAILY, description=_DESCRIPTIONS["customers"]
+)
+products = bronze_landing_asset(
+    "commerce", "products", partitions_def=DAILY, description=_DESCRIPTIONS["products"]
+)
+fx_rates = bronze_landing_asset(
+    "commerce", "fx_rates", partitions_def=DAILY, description=_DESCRIPTIONS["fx_rates"]
+)

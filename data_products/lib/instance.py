@@ -1,0 +1,39 @@
+"""The local Dagster instance: ``DAGSTER_HOME`` lives inside the data home so that CLI runs,
+scripts and ``dagster dev`` share one instance and every run shows in the UI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from data_products.lib.settings import Settings, get_settings
+
+_DAGSTER_YAML = """\
+# Written by data_products.lib.instance.ensure_dagster_home; change the template there.
+telemetry:
+  enabled: false
+# Freshness policies (our SLAs) are evaluated by the freshness daemon under `dagster dev`.
+freshness:
+  enabled: true
+# DuckDB has a single writer: assets that write the warehouse share the pool `warehouse`.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def ensure_dagster_home(settings: Settings | None = None) -> Path:
+    """Create ``DAGSTER_HOME`` with our dagster.yaml (rewritten if the template changed) and
+    export it for this process and its children."""
+    settings = settings or get_settings()
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text() != _DAGSTER_YAML:
+        config.write_text(_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+if __name__ == "__main__":
+    print(ensure_dagster_home())

@@ -1,0 +1,224 @@
+"""Asset factories for data products: a domain declares *what* (contract, inputs, a pure build
+function); these factories do the *how* once for every domain: read the run's partitions, split
+published from quarantined rows, write atomically, evaluate the contract's checks and report.
+
+Every factory here produces assets that follow the key grammar, carry owner/kinds/tags from the
+domain descriptor and the contract, and use ``BackfillPolicy.single_run()`` so a partition range
+runs as one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from data_products.lib.contracts import Contract, evaluate_checks, load_contract_for
+from data_products.lib.domains import domain as domain_descriptor
+from data_products.lib.keys import DatasetName
+from data_products.lib.landing import read_landing
+from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.quarantine import split
+from data_products.lib.settings import get_settings
+from data_products.lib.tables import read_partitions, replace_partitions
+from resources.lake import LakeResource
+from resources.warehouse import WarehouseResource
+
+WAREHOUSE_POOL = "warehouse"
+"""DuckDB has a single writer: every asset that writes the warehouse shares this pool."""
+
+QUARANTINE_ROLE_TAG = "data_products/role"
+
+
+def _owners(domain: str) -> list[str]:
+    return [domain_descriptor(domain).owner]
+
+
+def _partition_values(keys: Sequence[str]) -> list[date]:
+    return [date.fromisoformat(key) for key in keys]
+
+
+def bronze_landing_asset(
+    domain: str,
+    dataset: str,
+    *,
+    partitions_def: dg.PartitionsDefinition,
+    description: str,
+) -> dg.AssetsDefinition:
+    """``<domain>/bronze/<dataset>``: every drop file of the run's days, as delivered.
+
+    Re-ingesting a day replaces that day (idempotent); a day with no drop is an error that names
+    the folder, because an empty bronze partition would silently publish an empty silver one.
+    """
+    name = DatasetName(domain, "bronze", dataset)
+
+    @dg.asset(
+        key=name.asset_key,
+        group_name=domain,
+        owners=_owners(domain),
+        description=description,
+        kinds={"polars", "duckdb", "csv"},
+        tags={"layer": "bronze", "tier": "raw"},
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+        metadata={"dagster/table_name": f"warehouse.{name.table}"},
+    )
+    def _bronze(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        keys = run_partition_keys(context)
+        landing = get_settings().landing
+        read = read_landing(landing, domain, dataset, keys)
+        if read.missing_partitions:
+            missing = ", ".join(str(landing / domain / k) for k in read.missing_partitions[:5])
+            raise FileNotFoundError(
+                f"{name}: no {dataset}*.csv drop for partition(s) "
+                f"{describe_keys(read.missing_partitions)} (looked in {missing})"
+            )
+        for path, rows in read.files.items():
+            context.log.info(f"{name}: {path}: {rows} rows")
+        with warehouse.connect() as con:
+            written = replace_partitions(con, name, read.frame, partition_values=_partition_values(keys))
+        return dg.MaterializeResult(
+            metadata={
+                **written.metadata(),
+                "partitions": describe_keys(keys),
+                "files": dg.MetadataValue.json(read.files),
+            }
+        )
+
+    return _bronze
+
+
+def silver_contract_asset(
+    contract_key: str,
+    *,
+    inputs: Mapping[str, str],
+    build: Callable[..., pl.DataFrame],
+    partitions_def: dg.PartitionsDefinition,
+    column_lineage: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> dg.AssetsDefinition:
+    """A contract-governed dataset and its quarantine, as one multi-asset.
+
+    ``inputs`` maps the keyword names of ``build`` to upstream asset keys; the factory reads each
+    input for the run's partitions and calls ``build(**frames)`` to get the typed frame (see
+    ``data_products.lib.quarantine`` for the typed-frame convention). ``column_lineage`` maps an
+    output column to its (input name, input column) sources, for the OpenLineage facet; columns not
+    listed are traced to a same-named column of the first input.
+    """
+    contract = load_contract_for(contract_key)
+    name = contract.dataset
+    quarantine = DatasetName(name.domain, name.layer, f"{name.name}_quarantine")
+    input_keys = {alias: DatasetName.from_key(key) for alias, key in inputs.items()}
+    tags = {"layer": name.layer, "tier": "curated", **contract.tags}
+    freshness = contract.freshness_policy()
+    lineage = _column_lineage(contract, input_keys, column_lineage or {})
+
+    specs = [
+        dg.AssetSpec(
+            key=name.asset_key,
+            deps=[k.asset_key for k in input_keys.values()],
+            group_name=name.domain,
+            owners=[contract.owner],
+            description=contract.description,
+            kinds={"polars", "duckdb"} | ({"iceberg"} if contract.publishes_to_iceberg else set()),
+            tags=tags,
+            freshness_policy=freshness,
+            metadata={
+                "dagster/table_name": f"warehouse.{name.table}",
+                "dagster/column_schema": contract.column_schema(),
+                "dagster/column_lineage": lineage,
+                "contract": dg.MetadataValue.path(str(contract.path)),
+            },
+        ),
+        dg.AssetSpec(
+            key=quarantine.asset_key,
+            deps=[k.asset_key for k in input_keys.values()],
+            group_name=name.domain,
+            owners=[contract.owner],
+            description=f"Rows rejected from {name} with the rule, reason, file and line: nothing is dropped.",
+            kinds={"polars", "duckdb"},
+            tags={"layer": name.layer, "tier": "quarantine", QUARANTINE_ROLE_TAG: "quarantine"},
+            metadata={"dagster/table_name": f"warehouse.{quarantine.table}"},
+        ),
+    ]
+
+    @dg.multi_asset(
+        name=f"{name.domain}__{name.layer}__{name.name}",
+        specs=specs,
+        check_specs=contract.check_specs(),
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+    )
+    def _silver(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
+    ):  # noqa: ANN202 - a generator of Dagster events
+        keys = run_partition_keys(context)
+        values = _partition_values(keys)
+        with warehouse.connect() as con:
+            frames = {
+                alias: read_partitions(con, dataset, values) for alias, dataset in input_keys.items()
+            }
+            typed = build(**frames)
+            result = split(typed, contract)
+            published = replace_partitions(con, name, result.published, partition_values=values)
+            rejected = replace_partitions(con, quarantine, result.quarantined, partition_values=values)
+            checks = evaluate_checks(contract, result, con=con, partition_keys=keys)
+        iceberg_meta: dict[str, Any] = {}
+        if contract.publishes_to_iceberg:
+            iceberg_meta = lake.iceberg().replace_partitions(
+                name, result.published, partition_values=values
+            ).metadata()
+            iceberg_meta = {f"iceberg/{k.split('/')[-1]}": v for k, v in iceberg_meta.items()}
+        by_rule = dict(sorted(result.rule_failures.items(), key=lambda item: -item[1]))
+        context.log.info(
+            f"{name} {describe_keys(keys)}: {result.rows_in} in, {published.rows_written} published, "
+            f"{rejected.rows_written} quarantined"
+        )
+        yield dg.MaterializeResult(
+            asset_key=name.asset_key,
+            metadata={
+                **published.metadata(),
+                **iceberg_meta,
+                "partitions": describe_keys(keys),
+                "rows_in": result.rows_in,
+                "quarantined_rows": rejected.rows_written,
+                "quarantined_by_rule": dg.MetadataValue.json(by_rule),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=quarantine.asset_key,
+            metadata={**rejected.metadata(), "partitions": describe_keys(keys)},
+        )
+        yield from checks
+
+    return _silver
+
+
+def _column_lineage(
+    contract: Contract,
+    inputs: Mapping[str, DatasetName],
+    explicit: Mapping[str, Sequence[tuple[str, str]]],
+) -> dg.TableColumnLineage:
+    """Column lineage for the silver table; Python assets declare theirs (dbt infers its own)."""
+    if not inputs:
+        return dg.TableColumnLineage(deps_by_column={})
+    first = next(iter(inputs.values()))
+    deps: dict[str, list[dg.TableColumnDep]] = {}
+    for column in contract.columns:
+        sources = explicit.get(column.name)
+        if sources is None:
+            names = [column.name, *column.aliases]
+            deps[column.name] = [
+                dg.TableColumnDep(asset_key=first.asset_key, column_name=n) for n in names
+            ]
+        else:
+            deps[column.name] = [
+                dg.TableColumnDep(asset_key=inputs[alias].asset_key, column_name=col)
+                for alias, col in sources
+            ]
+    return dg.TableColumnLineage(deps_by_column=deps)
+

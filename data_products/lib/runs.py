@@ -1,0 +1,126 @@
+"""Materialising a slice of the mesh and collecting what every check said.
+
+Shared by ``make demo`` (human summary) and ``make checks`` (JUnit for CI gates), so both judge a
+run the same way: a run fails when any ERROR-severity check fails or any step fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    check: str
+    passed: bool
+    severity: str
+    blocking: bool
+    description: str
+    metadata: dict[str, str]
+
+    @property
+    def is_gate_failure(self) -> bool:
+        return not self.passed and self.severity == "ERROR"
+
+
+@dataclass
+class SliceRun:
+    run_id: str
+    success: bool
+    partitions: str
+    materialized: list[str] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+    skipped_assets: list[str] = field(default_factory=list)
+
+    @property
+    def gate_failures(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if c.is_gate_failure]
+
+
+def materialize_slice(
+    defs: dg.Definitions,
+    selection: dg.AssetSelection,
+    *,
+    start: str,
+    end: str,
+    instance: dg.DagsterInstance,
+) -> SliceRun:
+    """One run over the partition range ``start...end`` (a single-run backfill), in-process."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    asset_graph = defs.resolve_asset_graph()
+    keys = selection.resolve(asset_graph)
+    check_keys = selection.resolve_checks(asset_graph)
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=list(keys),
+        asset_check_selection=list(check_keys),
+        tags={
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        },
+        raise_on_error=False,
+    )
+    run = SliceRun(run_id=result.run_id, success=result.success, partitions=f"{start}...{end}")
+    for event in result.all_events:
+        if event.is_step_materialization:
+            run.materialized.append(event.asset_key.to_user_string())
+        elif event.is_step_failure:
+            run.failed_steps.append(event.step_key or "?")
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            run.checks.append(
+                CheckOutcome(
+                    asset=evaluation.asset_key.to_user_string(),
+                    check=evaluation.check_name,
+                    passed=evaluation.passed,
+                    severity=evaluation.severity.value,
+                    blocking=bool(getattr(evaluation, "blocking", False)),
+                    description=evaluation.description or "",
+                    metadata={k: _text(v) for k, v in evaluation.metadata.items()},
+                )
+            )
+    done = set(run.materialized)
+    run.skipped_assets = sorted(k.to_user_string() for k in keys if k.to_user_string() not in done)
+    return run
+
+
+def _text(value: dg.MetadataValue) -> str:
+    raw = getattr(value, "value", value)
+    return raw if isinstance(raw, str) else str(raw)
+
+
+def write_junit(runs: Sequence[SliceRun], path: Path) -> Path:
+    """JUnit XML: one test case per check evaluation, failures for ERROR checks that failed,
+    plus one case per failed or skipped asset, so a CI system can gate on it."""
+    suites = ET.Element("testsuites", name="data-products checks")
+    for run in runs:
+        failures = 0
+        suite = ET.SubElement(suites, "testsuite", name=f"run {run.run_id} {run.partitions}")
+        for check in run.checks:
+            case = ET.SubElement(
+                suite, "testcase", classname=check.asset.replace("/", "."), name=check.check
+            )
+            if not check.passed:
+                tag = "failure" if check.severity == "ERROR" else "skipped"
+                failures += tag == "failure"
+                node = ET.SubElement(case, tag, message=check.description[:500])
+                node.text = "\n".join(f"{k}: {v}" for k, v in check.metadata.items())
+        for step in run.failed_steps:
+            failures += 1
+            case = ET.SubElement(suite, "testcase", classname="steps", name=step)
+            ET.SubElement(case, "failure", message=f"step {step} failed")
+        for asset in run.skipped_assets:
+            case = ET.SubElement(suite, "testcase", classname="assets", name=asset)
+            ET.SubElement(case, "skipped", message="not materialised (upstream failed or blocked)")
+        suite.set("tests", str(len(suite)))
+        suite.set("failures", str(failures))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    return path

@@ -1,0 +1,1 @@
+"""Sensors: freshness/SLA alerting today; stream and CDC micro-batches as domains add them."""
