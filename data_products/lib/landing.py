@@ -52,7 +52,7 @@ def read_csv_as_delivered(path: Path, landing: Path, partition_key: str) -> pl.D
     spans lines, which we verify by counting newlines, so a line number we report is never wrong.
     """
     raw = path.read_bytes()
-    frame = pl.read_csv(raw, infer_schema=False, encoding="utf8-lossy", missing_utf8_is_empty_string=False)
+    frame = pl.read_csv(raw, infer_schema=False, encoding="utf8-lossy")
     physical_lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
     if physical_lines != frame.height + 1:
         raise LandingError(
