@@ -1,0 +1,98 @@
+"""Invariants of the whole asset graph: the key grammar, ownership, and contract coverage.
+
+These are what keep a data mesh navigable as domains are added by people who never talk to each
+other: every asset says who owns it and what it is, and every published dataset has a contract.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from data_products.lib.contracts import discover_contracts
+from data_products.lib.domains import load_domains
+from data_products.lib.keys import LAYERS, DatasetName
+from data_products.lib.products import QUARANTINE_ROLE_TAG
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    from data_products.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    return defs
+
+
+@pytest.fixture(scope="module")
+def specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
+    graph = defs.resolve_asset_graph()
+    return {node.key: node.to_asset_spec() for node in graph.asset_nodes if node.is_materializable}
+
+
+def test_key_grammar_group_owner_description_kinds(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:
+    domains = load_domains()
+    assert specs, "no assets discovered"
+    for key, spec in specs.items():
+        name = DatasetName.from_key(key)  # raises unless [domain, layer, name]
+        assert name.layer in LAYERS
+        assert name.domain in domains, f"{key}: no descriptor data_products/domains/{name.domain}.yaml"
+        assert spec.group_name == name.domain, f"{key}: group {spec.group_name} != domain"
+        assert spec.owners, f"{key}: no owner"
+        assert spec.description and spec.description.strip(), f"{key}: no description"
+        assert spec.kinds, f"{key}: no kinds"
+        assert spec.tags.get("layer") == name.layer or name.layer == "gold", f"{key}: layer tag"
+
+
+def test_every_published_dataset_has_a_contract_and_every_contract_an_asset(
+    specs: dict[dg.AssetKey, dg.AssetSpec],
+) -> None:
+    contracts = discover_contracts()
+    published = {
+        key
+        for key, spec in specs.items()
+        if DatasetName.from_key(key).layer in ("silver", "gold")
+        and spec.tags.get(QUARANTINE_ROLE_TAG) != "quarantine"
+    }
+    assert published - set(contracts) == set(), "datasets without a contract"
+    assert set(contracts) - set(specs) == set(), "contracts without an asset"
+
+
+def test_domain_output_ports_exist(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:
+    for domain in load_domains().values():
+        for product in domain.data_products:
+            for port in product.output_ports:
+                assert DatasetName.from_key(port).asset_key in specs, f"{domain.name}: {port}"
+
+
+def test_partitioned_assets_backfill_as_one_run(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        if node.is_materializable and node.partitions_def is not None:
+            policy = node.backfill_policy
+            assert policy is not None and policy.max_partitions_per_run is None, node.key
+
+
+def test_every_asset_has_checks_or_is_bronze(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    checked = {check.asset_key for check in graph.asset_check_keys}
+    for node in graph.asset_nodes:
+        name = DatasetName.from_key(node.key)
+        if node.is_materializable and name.layer == "silver" and not name.name.endswith("_quarantine"):
+            assert node.key in checked, f"{node.key}: no checks"
+
+
+def test_cli_validates_definitions() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
