@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from data_products.lib.contracts import Contract, discover_contracts
 from data_products.lib.lineage import with_lineage
 
 
@@ -24,21 +25,45 @@ def apply_platform_policy(
     resources: Mapping[str, Any],
     executor: dg.ExecutorDefinition = dg.in_process_executor,
 ) -> dg.Definitions:
-    """Attach lineage hooks to every asset, bind the shared resources and the executor.
+    """Attach lineage hooks and contract SLAs to every asset, bind resources and the executor.
 
     The in-process executor is the embedded default: on a laptop it is ~4x faster than spawning a
     process per step (STACK.md); production swaps it by configuration.
     """
+    contracts = discover_contracts()
     assets = [
-        with_lineage(a) if isinstance(a, dg.AssetsDefinition) and a.is_executable else a
+        with_lineage(_with_contract_sla(a, contracts))
+        if isinstance(a, dg.AssetsDefinition) and a.is_executable
+        else a
         for a in (found.assets or [])
     ]
+    checks = [with_lineage(c) for c in (found.asset_checks or [])]
     return dg.Definitions(
         assets=assets,
-        asset_checks=found.asset_checks,
+        asset_checks=checks,
         jobs=found.jobs,
         schedules=found.schedules,
         sensors=found.sensors,
         resources={**(found.resources or {}), **resources},
         executor=executor,
     )
+
+
+def _with_contract_sla(
+    assets_def: dg.AssetsDefinition, contracts: Mapping[dg.AssetKey, Contract]
+) -> dg.AssetsDefinition:
+    """A contract's freshness SLA becomes its asset's ``FreshnessPolicy`` whoever built the asset
+    (our factories, dbt), so the SLA is declared once, in the contract."""
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        contract = contracts.get(spec.key)
+        policy = contract.freshness_policy() if contract else None
+        if policy is None or spec.freshness_policy is not None:
+            return spec
+        return spec.replace_attributes(freshness_policy=policy)
+
+    if not any(
+        key in contracts and contracts[key].freshness_policy() for key in assets_def.keys
+    ):
+        return assets_def
+    return assets_def.map_asset_specs(apply)

@@ -1,0 +1,28 @@
+"""Landing the commerce demo slice: the partner's drops are synthetic, so the demo generates them
+(seeded, so every demo lands the same files) before bronze reads them."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from data_products.lib.settings import get_settings
+
+DEMO_ROWS_PER_DAY = 300
+DEMO_SEED = 42
+
+
+def land_demo_drops(start: str, end: str) -> str:
+    """Generate the drops for ``start``..``end`` (inclusive) under the data home's landing/."""
+    from assets.commerce.generator import generate
+
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    settings = get_settings()
+    summary = generate(
+        settings.landing,
+        settings.truth,
+        start=first,
+        days=(last - first).days + 1,
+        rows_per_day=DEMO_ROWS_PER_DAY,
+        seed=DEMO_SEED,
+    )
+    return f"{(last - first).days + 1} daily drops in {settings.landing / 'commerce'} ({summary})"

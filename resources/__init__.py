@@ -1,0 +1,18 @@
+"""Configurable resources shared by every domain's assets."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.lake import LakeResource
+from resources.warehouse import WarehouseResource
+
+__all__ = ["LakeResource", "WarehouseResource", "default_resources"]
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The embedded profile: every field empty, so locations derive from the data home when used.
+
+    ``data_products/definitions.py`` binds these under the names the asset factories ask for.
+    """
+    return {"warehouse": WarehouseResource(), "lake": LakeResource()}
