@@ -15,4 +15,6 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 
     ``data_products/definitions.py`` binds these under the names the asset factories ask for.
     """
-    return {"warehouse": WarehouseResource(), "lake": LakeResource()}
+    from data_products.lib.dbt import dbt_resource  # dbt import is slow: only when building defs
+
+    return {"warehouse": WarehouseResource(), "lake": LakeResource(), "dbt": dbt_resource()}

@@ -2,6 +2,8 @@
 ``contracts/commerce``. The parsing lives in ``transforms`` (pure polars, unit-tested); the
 splitting, writing and checking is the platform's (``data_products.lib.products``)."""
 
+import polars as pl
+
 from assets.commerce import transforms
 from assets.commerce.partitions import DAILY
 from data_products.lib.products import silver_contract_asset
@@ -38,6 +40,7 @@ order_lines = silver_contract_asset(
     inputs={"bronze_orders": f"{BRONZE}/orders", "fx": f"{SILVER}/fx_rates"},
     build=transforms.type_order_lines,
     partitions_def=DAILY,
+    after=[f"{SILVER}/products"],  # order_lines.product_id.known_product queries it
     column_lineage={
         "unit_price_local": [("bronze_orders", "unit_price"), ("bronze_orders", "price")],
         "unit_price_usd": [
@@ -57,7 +60,9 @@ order_lines = silver_contract_asset(
 )
 
 
-def _build_orders(bronze_orders, fx, order_lines):  # noqa: ANN001, ANN202 - frames by name
+def _build_orders(
+    bronze_orders: pl.DataFrame, fx: pl.DataFrame, order_lines: pl.DataFrame
+) -> pl.DataFrame:
     """Headers are derived from the delivered lines; an order is published only if all its
     lines were (rule ``orders.lines.complete``), so revenue never counts half an order."""
     return transforms.build_orders(transforms.type_order_lines(bronze_orders, fx), order_lines)
@@ -72,6 +77,7 @@ orders = silver_contract_asset(
     },
     build=_build_orders,
     partitions_def=DAILY,
+    after=[f"{SILVER}/customers"],  # orders.customer_id.known_customer queries it
     column_lineage={
         "order_total_local": [("order_lines", "unit_price_local"), ("order_lines", "quantity")],
         "order_total_usd": [("order_lines", "line_amount_usd")],

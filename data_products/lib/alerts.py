@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,7 +47,7 @@ def alert_from_record(record: dg.EventLogRecord) -> FreshnessAlert | None:
         kind = "recovery"
     else:
         return None
-    changed = datetime.fromtimestamp(change.state_change_timestamp, tz=timezone.utc)
+    changed = datetime.fromtimestamp(change.state_change_timestamp, tz=UTC)
     return FreshnessAlert(
         id=record.storage_id,
         asset_key=change.key.to_user_string(),

@@ -15,6 +15,9 @@ import dagster as dg
 LAYERS: tuple[str, ...] = ("bronze", "silver", "gold", "serving")
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# Columns may also start with "_": the platform's own metadata columns (_source_file, ...) do, so
+# they can never collide with a delivered column.
+_COLUMN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DAILY_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HOURLY_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:\d{2}$")
 
@@ -29,6 +32,16 @@ def validate_identifier(name: str, *, what: str = "identifier") -> str:
         raise InvalidIdentifierError(
             f"invalid {what} {name!r}: expected lower-case letters, digits and '_', "
             "starting with a letter, at most 63 characters"
+        )
+    return name
+
+
+def validate_column(name: str, *, what: str = "column name") -> str:
+    """Like ``validate_identifier``, but a leading underscore is allowed (metadata columns)."""
+    if not isinstance(name, str) or not _COLUMN.fullmatch(name):
+        raise InvalidIdentifierError(
+            f"invalid {what} {name!r}: expected lower-case letters, digits and '_', "
+            "at most 63 characters"
         )
     return name
 

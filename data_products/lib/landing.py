@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -65,7 +65,7 @@ def read_csv_as_delivered(path: Path, landing: Path, partition_key: str) -> pl.D
         pl.lit(date.fromisoformat(partition_key)).alias("partition_date"),
         pl.lit(relative).alias("_source_file"),
         (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias("_source_line"),
-        pl.lit(datetime.now(timezone.utc).replace(tzinfo=None)).alias("_ingested_at"),
+        pl.lit(datetime.now(UTC).replace(tzinfo=None)).alias("_ingested_at"),
         # A content hash of the delivered values (not of metadata): stable across re-deliveries,
         # so downstream can recognise a re-sent row. The separator cannot occur in CSV text.
         pl.concat_str([pl.col(c).fill_null("\x00") for c in delivered], separator="\x1f")

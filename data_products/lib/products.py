@@ -7,8 +7,6 @@ domain descriptor and the contract, and use ``BackfillPolicy.single_run()`` so a
 runs as one run.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -99,6 +97,7 @@ def silver_contract_asset(
     build: Callable[..., pl.DataFrame],
     partitions_def: dg.PartitionsDefinition,
     column_lineage: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    after: Sequence[str] = (),
 ) -> dg.AssetsDefinition:
     """A contract-governed dataset and its quarantine, as one multi-asset.
 
@@ -106,12 +105,17 @@ def silver_contract_asset(
     input for the run's partitions and calls ``build(**frames)`` to get the typed frame (see
     ``data_products.lib.quarantine`` for the typed-frame convention). ``column_lineage`` maps an
     output column to its (input name, input column) sources, for the OpenLineage facet; columns not
-    listed are traced to a same-named column of the first input.
+    listed are traced to a same-named column of the first input. ``after`` lists datasets that
+    the contract's SQL rules query (e.g. referential integrity) but ``build`` does not read: they
+    become dependencies so the checks never run before the tables they reference.
     """
     contract = load_contract_for(contract_key)
     name = contract.dataset
     quarantine = DatasetName(name.domain, name.layer, f"{name.name}_quarantine")
     input_keys = {alias: DatasetName.from_key(key) for alias, key in inputs.items()}
+    deps = [k.asset_key for k in input_keys.values()] + [
+        DatasetName.from_key(key).asset_key for key in after
+    ]
     tags = {"layer": name.layer, "tier": "curated", **contract.tags}
     freshness = contract.freshness_policy()
     lineage = _column_lineage(contract, input_keys, column_lineage or {})
@@ -119,7 +123,7 @@ def silver_contract_asset(
     specs = [
         dg.AssetSpec(
             key=name.asset_key,
-            deps=[k.asset_key for k in input_keys.values()],
+            deps=deps,
             group_name=name.domain,
             owners=[contract.owner],
             description=contract.description,
@@ -135,7 +139,7 @@ def silver_contract_asset(
         ),
         dg.AssetSpec(
             key=quarantine.asset_key,
-            deps=[k.asset_key for k in input_keys.values()],
+            deps=deps,
             group_name=name.domain,
             owners=[contract.owner],
             description=f"Rows rejected from {name} with the rule, reason, file and line: nothing is dropped.",
@@ -155,7 +159,7 @@ def silver_contract_asset(
     )
     def _silver(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
-    ):  # noqa: ANN202 - a generator of Dagster events
+    ):
         keys = run_partition_keys(context)
         values = _partition_values(keys)
         with warehouse.connect() as con:
@@ -173,7 +177,7 @@ def silver_contract_asset(
                 name, result.published, partition_values=values
             ).metadata()
             iceberg_meta = {f"iceberg/{k.split('/')[-1]}": v for k, v in iceberg_meta.items()}
-        by_rule = dict(sorted(result.rule_failures.items(), key=lambda item: -item[1]))
+        by_rule = dict(sorted(result.quarantined_by_rule.items(), key=lambda item: -item[1]))
         context.log.info(
             f"{name} {describe_keys(keys)}: {result.rows_in} in, {published.rows_written} published, "
             f"{rejected.rows_written} quarantined"

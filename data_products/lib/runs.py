@@ -51,21 +51,21 @@ def materialize_slice(
     start: str,
     end: str,
     instance: dg.DagsterInstance,
+    log_level: str = "INFO",
 ) -> SliceRun:
     """One run over the partition range ``start...end`` (a single-run backfill), in-process."""
     job = defs.resolve_implicit_global_asset_job_def()
     asset_graph = defs.resolve_asset_graph()
     keys = selection.resolve(asset_graph)
-    check_keys = selection.resolve_checks(asset_graph)
     result = job.execute_in_process(
         instance=instance,
         asset_selection=list(keys),
-        asset_check_selection=list(check_keys),
         tags={
             "dagster/asset_partition_range_start": start,
             "dagster/asset_partition_range_end": end,
         },
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     run = SliceRun(run_id=result.run_id, success=result.success, partitions=f"{start}...{end}")
     for event in result.all_events:

@@ -25,7 +25,14 @@ def test_valid_partition_keys(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["2026-02-30", "2026-1-01", "2026-01-01'; DROP TABLE x; --", "../2026-01-01", "", "2026-01-01 "],
+    [
+        "2026-02-30",
+        "2026-1-01",
+        "2026-01-01'; DROP TABLE x; --",
+        "../2026-01-01",
+        "",
+        "2026-01-01 ",
+    ],
 )
 def test_invalid_partition_keys(key: str) -> None:
     with pytest.raises(InvalidIdentifierError, match="invalid partition key"):
@@ -41,10 +48,14 @@ def test_invalid_identifiers(name: str) -> None:
 def test_dataset_name_from_key() -> None:
     name = DatasetName.from_key(dg.AssetKey(["commerce", "silver", "orders"]))
     assert (name.schema, name.table, str(name)) == (
-        "commerce_silver", "commerce_silver.orders", "commerce/silver/orders"
+        "commerce_silver",
+        "commerce_silver.orders",
+        "commerce/silver/orders",
     )
     assert DatasetName.from_key("commerce/gold/fct_orders").asset_key.path == [
-        "commerce", "gold", "fct_orders"
+        "commerce",
+        "gold",
+        "fct_orders",
     ]
     with pytest.raises(InvalidIdentifierError, match="layer"):
         DatasetName("commerce", "platinum", "orders")
@@ -78,7 +89,9 @@ def test_read_landing_tracks_files_lines_and_drift(tmp_path: Path) -> None:
     assert frame.schema["id"] == pl.String  # as delivered: text
     assert frame.filter(pl.col("id") == "2")["_source_line"].to_list() == [3, 2]
     assert frame.filter(pl.col("id") == "3")["price"].item() == "30"
-    assert "\ufffd" in frame.filter(pl.col("id") == "4")["name"].item()  # undecodable byte kept visible
+    assert (
+        "\ufffd" in frame.filter(pl.col("id") == "4")["name"].item()
+    )  # undecodable byte kept visible
     # the same delivered values hash the same wherever they arrive
     hashes = frame.filter(pl.col("id") == "2")["_row_hash"].to_list()
     assert hashes[0] == hashes[1]
@@ -86,7 +99,9 @@ def test_read_landing_tracks_files_lines_and_drift(tmp_path: Path) -> None:
 
 def test_missing_day_and_multiline_fields(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
-    assert read_landing(landing, "shop", "orders", ["2026-01-05"]).missing_partitions == ["2026-01-05"]
+    assert read_landing(landing, "shop", "orders", ["2026-01-05"]).missing_partitions == [
+        "2026-01-05"
+    ]
     _write(landing / "shop/2026-01-06/orders.csv", b'id,note\n1,"two\nlines"\n')
     with pytest.raises(LandingError, match="spans lines"):
         read_landing(landing, "shop", "orders", ["2026-01-06"])

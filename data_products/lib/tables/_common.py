@@ -19,7 +19,7 @@ import pyarrow as pa
 from data_products.lib.keys import (
     DatasetName,
     InvalidIdentifierError,
-    validate_identifier,
+    validate_column,
     validate_partition_key,
 )
 from data_products.lib.partitions import describe_keys
@@ -173,7 +173,7 @@ def select_partitions(values: Sequence[PartitionValue]) -> PartitionSelection:
 def validate_frame_columns(dataset: DatasetName, df: pl.DataFrame) -> None:
     """Every column name must pass the identifier grammar before it is used in DDL."""
     for column in df.columns:
-        validate_identifier(column, what=f"column name of {dataset}")
+        validate_column(column, what=f"column name of {dataset}")
 
 
 def check_rows_in_partitions(

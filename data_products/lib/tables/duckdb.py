@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import duckdb
 import polars as pl
 
-from data_products.lib.keys import DatasetName, validate_identifier
+from data_products.lib.keys import DatasetName, validate_column
 from data_products.lib.tables._common import (
     PartitionSelection,
     PartitionValue,
@@ -84,7 +84,7 @@ def replace_partitions(
     The table is created from the frame's schema on first write; later writes add new columns
     and widen types losslessly, never drop a column (rows get NULL for columns the frame lacks).
     """
-    validate_identifier(partition_column, what=f"partition column of {dataset}")
+    validate_column(partition_column, what=f"partition column of {dataset}")
     selection = select_partitions(partition_values)
     validate_frame_columns(dataset, df)
     check_rows_in_partitions(dataset, df, partition_column, selection)
@@ -118,7 +118,7 @@ def read_partitions(
     (upstream not materialised, or a misspelt name) that an empty result would hide. A written
     but empty partition reads as an empty frame. Use :func:`table_exists` to branch explicitly.
     """
-    validate_identifier(partition_column, what=f"partition column of {dataset}")
+    validate_column(partition_column, what=f"partition column of {dataset}")
     selection = select_partitions(partition_values)
     _validate_columns(dataset, columns)
     existing = _existing_columns(con, dataset, required=True)
@@ -306,7 +306,7 @@ def _widens(old: str, new: str) -> bool:
 def _ddl_type(dataset: DatasetName, column: str, duckdb_type: str, dtype: object) -> str:
     """A type string safe to put in DDL: nested field names validated, characters whitelisted."""
     for field_name in _struct_field_names(dtype):
-        validate_identifier(field_name, what=f"struct field name in {dataset}.{column}")
+        validate_column(field_name, what=f"struct field name in {dataset}.{column}")
     if not _SAFE_TYPE.fullmatch(duckdb_type):
         raise SchemaEvolutionError(
             f"{_qualified(dataset)}.{column}: type {duckdb_type!r} cannot be used in DDL"
@@ -366,7 +366,7 @@ def _validate_columns(dataset: DatasetName, columns: Sequence[str] | None) -> No
     if isinstance(columns, str):
         raise TypeError(f"columns must be a sequence of names, got the single name {columns!r}")
     for column in columns:
-        validate_identifier(column, what=f"column name of {dataset}")
+        validate_column(column, what=f"column name of {dataset}")
 
 
 def _select_list(

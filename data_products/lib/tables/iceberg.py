@@ -19,7 +19,7 @@ from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError, Vali
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression, In
 from pyiceberg.types import DateType, IcebergType, StringType, TimestampType
 
-from data_products.lib.keys import DatasetName, validate_identifier
+from data_products.lib.keys import DatasetName, validate_column
 from data_products.lib.tables._common import (
     PartitionSelection,
     PartitionValue,
@@ -74,7 +74,7 @@ class IcebergTables:
         ``df`` must belong to ``partition_values``; a partition without rows in ``df`` ends up
         empty; running it twice gives the same table content.
         """
-        validate_identifier(partition_column, what=f"partition column of {dataset}")
+        validate_column(partition_column, what=f"partition column of {dataset}")
         selection = select_partitions(partition_values)
         validate_frame_columns(dataset, df)
         check_rows_in_partitions(dataset, df, partition_column, selection)
@@ -103,13 +103,13 @@ class IcebergTables:
         """
         selection = None
         if partition_values is not None:
-            validate_identifier(partition_column, what=f"partition column of {dataset}")
+            validate_column(partition_column, what=f"partition column of {dataset}")
             selection = select_partitions(partition_values)
         selected: tuple[str, ...] = ("*",)
         if columns is not None:
             if isinstance(columns, str):
                 raise TypeError(f"columns must be a sequence of names, got {columns!r}")
-            selected = tuple(validate_identifier(c, what=f"column of {dataset}") for c in columns)
+            selected = tuple(validate_column(c, what=f"column of {dataset}") for c in columns)
         table = self.load_table(dataset)
         row_filter: BooleanExpression = AlwaysTrue()
         if selection is not None:

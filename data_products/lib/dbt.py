@@ -1,0 +1,304 @@
+"""Every domain's dbt gold layer as Dagster assets: one translator, one factory.
+
+The translator maps dbt nodes to the key grammar by *folder rules and ``meta``*, never by model
+name, so a new domain is a new ``dbt_project/models/marts/<domain>/`` folder (plus its staging
+sources) and one ``domain_dbt_assets(<domain>, ...)`` call:
+
+- models under ``models/marts/<domain>/`` become ``[<domain>, gold, <model>]``, group ``<domain>``,
+  written to ``<domain>_gold.<model>`` (``macros/generate_schema_name.sql`` applies the same rule;
+  the translator refuses a node whose table and key disagree);
+- staging and intermediate models are ephemeral: dagster-dbt 0.29 skips ephemeral models and
+  draws the dependency through them to the sources, so they never become assets;
+- sources map to the upstream Dagster assets through ``meta.dagster.asset_key``, or failing that
+  a source named ``<domain>_<layer>`` maps to ``[<domain>, <layer>, <table>]``;
+- owner from ``meta.owner`` (set per folder in dbt_project.yml), else the domain descriptor's;
+  description from the model YAML; dbt tests become asset checks (``severity: error`` ones
+  blocking); kinds ``dbt`` and ``duckdb`` come from the adapter.
+
+One ``dbt build`` runs per Dagster run for the whole domain selection (each dbt start-up costs
+about 4 s), with the run's partition range and the warehouse path passed as ``--vars``.
+"""
+
+# No `from __future__ import annotations`: dagster inspects the asset function's annotations
+# to find its context and resources, and does not resolve them from strings.
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
+from data_products.lib.domains import domain as domain_descriptor
+from data_products.lib.keys import LAYERS, DatasetName, validate_identifier
+from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from resources.warehouse import WarehouseResource
+
+MARTS_FOLDER = "marts"
+"""``models/marts/<domain>/<model>.sql``: the only folder whose models become assets."""
+
+GOLD = "gold"
+PII_TAG = "pii"
+"""A column tag in the model YAML; an asset with any such column is tagged ``pii=true``."""
+
+WAREHOUSE_POOL = "warehouse"
+"""DuckDB has one writer: the pool every warehouse-writing asset shares (the same name as
+``data_products.lib.products.WAREHOUSE_POOL``; not imported from there because that module pulls
+in the whole contract and lake machinery, which the dbt wiring does not need)."""
+
+PREPARE_COMMAND = "dagster-dbt project prepare-and-package --file data_products/lib/dbt_project.py"
+
+
+class DbtLayoutError(ValueError):
+    """A dbt node that cannot be placed in the ``[domain, layer, name]`` grammar."""
+
+
+def _meta(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return props.get("config", {}).get("meta") or props.get("meta") or {}
+
+
+def _where(props: Mapping[str, Any]) -> str:
+    return f"dbt {props['resource_type']} {props.get('original_file_path', props['unique_id'])}"
+
+
+def gold_dataset(props: Mapping[str, Any]) -> DatasetName:
+    """The ``[domain, gold, name]`` of a model under ``models/marts/<domain>/``, checked against
+    the table dbt will write, so the key always names the physical table."""
+    fqn = props["fqn"]
+    if len(fqn) != 4 or fqn[1] != MARTS_FOLDER:
+        raise DbtLayoutError(
+            f"{_where(props)}: only models directly under models/{MARTS_FOLDER}/<domain>/ become "
+            "gold assets; staging and intermediate models must stay ephemeral"
+        )
+    dataset = DatasetName(fqn[2], GOLD, props["name"])
+    schema, alias = props.get("schema"), props.get("alias") or props["name"]
+    if (schema, alias) != (dataset.schema, dataset.name):
+        raise DbtLayoutError(
+            f"{_where(props)} writes {schema}.{alias} but its asset key {dataset} names "
+            f"{dataset.table}: remove the schema/alias override"
+        )
+    return dataset
+
+
+def source_dataset(props: Mapping[str, Any]) -> DatasetName:
+    """The upstream asset of a dbt source: ``meta.dagster.asset_key``, else the source name read
+    as ``<domain>_<layer>`` (the schema naming rule of ``DatasetName``)."""
+    explicit = _meta(props).get("dagster", {}).get("asset_key")
+    if explicit:
+        return DatasetName.from_key(dg.AssetKey(list(explicit)))
+    domain, _, layer = props["source_name"].rpartition("_")
+    if layer not in LAYERS or not domain:
+        raise DbtLayoutError(
+            f"{_where(props)}: set meta.dagster.asset_key or name the source <domain>_<layer>"
+        )
+    return DatasetName(domain, layer, props["name"])
+
+
+class DomainDbtTranslator(DagsterDbtTranslator):
+    """Keys, groups, owners and tags from folder rules and ``meta`` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_code_references=True)
+        )
+
+    def dataset(self, props: Mapping[str, Any]) -> DatasetName:
+        if props["resource_type"] == "source":
+            return source_dataset(props)
+        return gold_dataset(props)
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return self.dataset(dbt_resource_props).asset_key
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        return self.dataset(dbt_resource_props).domain
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The YAML description only: dagster-dbt's default appends the raw SQL, which the code
+        # reference already links to.
+        description = dbt_resource_props.get("description") or ""
+        return description.strip() or super().get_description(dbt_resource_props)
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str]:
+        owner = _meta(dbt_resource_props).get("owner")
+        if owner:
+            return [owner] if isinstance(owner, str) else list(owner)
+        return [domain_descriptor(self.dataset(dbt_resource_props).domain).owner]
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        columns = dbt_resource_props.get("columns", {}).values()
+        has_pii = any(PII_TAG in column.get("tags", []) for column in columns)
+        tier = _meta(dbt_resource_props).get("tier")
+        return {
+            **super().get_tags(dbt_resource_props),
+            "layer": self.dataset(dbt_resource_props).layer,
+            PII_TAG: str(has_pii).lower(),
+            **({"tier": str(tier)} if tier else {}),
+        }
+
+
+def _is_ephemeral(node: Mapping[str, Any] | None) -> bool:
+    return (
+        node is not None
+        and node["resource_type"] == "model"
+        and node.get("config", {}).get("materialized") == "ephemeral"
+    )
+
+
+def through_ephemeral_models(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest with every node's ephemeral parents replaced by their nearest materialised
+    ancestors (sources, tables), the same walk dagster-dbt does for asset dependencies.
+
+    Why: dagster-dbt 0.29 builds column lineage from a model's *direct* parents only; a parent
+    that is ephemeral has no table to describe, so every mart over the ephemeral staging layer
+    lost its ``dagster/column_lineage``. dbt inlines ephemeral models as CTEs over the real
+    tables, so once those tables are the listed parents, lineage runs from gold columns to the
+    silver columns they come from. Only Dagster's copy changes; dbt parses its own manifest.
+    """
+    nodes = manifest["nodes"]
+    resolved: dict[str, list[str]] = {}
+
+    def materialised_parents(unique_id: str) -> list[str]:
+        if unique_id not in resolved:
+            parents: dict[str, None] = {}
+            for parent in nodes[unique_id].get("depends_on", {}).get("nodes", []):
+                if _is_ephemeral(nodes.get(parent)):
+                    parents |= dict.fromkeys(materialised_parents(parent))
+                else:
+                    parents[parent] = None
+            resolved[unique_id] = list(parents)
+        return resolved[unique_id]
+
+    patched_nodes = {
+        unique_id: {
+            **node,
+            "depends_on": {**node["depends_on"], "nodes": materialised_parents(unique_id)},
+        }
+        if "depends_on" in node
+        else node
+        for unique_id, node in nodes.items()
+    }
+    parent_map = {
+        unique_id: resolved.get(unique_id, parents)
+        for unique_id, parents in manifest.get("parent_map", {}).items()
+    }
+    return {**manifest, "nodes": patched_nodes, "parent_map": parent_map}
+
+
+def dbt_executable() -> str:
+    """The dbt-core CLI of this Python environment, named explicitly rather than found on PATH
+    (see ``use_environment_dbt``): another dbt, or dbt Fusion, which dagster-dbt prefers when
+    installed, would not be the pinned dbt-core 1.11."""
+    beside_python = ENVIRONMENT_BIN / "dbt"
+    return str(beside_python) if beside_python.exists() else "dbt"
+
+
+def dbt_resource(project: DbtProject = DBT_PROJECT) -> DbtCliResource:
+    """The ``dbt`` resource the gold assets ask for (bind it under the key ``dbt``)."""
+    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+
+
+def dbt_build_vars(partition_keys: Sequence[str], warehouse_path: Path) -> dict[str, str]:
+    """``--vars`` for one run: its first and last day and the warehouse file.
+
+    The warehouse goes in as a var rather than an environment variable because
+    ``DbtCliResource.cli`` has no per-call environment, and setting ``os.environ`` would leak
+    into every other run of the process; profiles.yml reads ``var('warehouse_path')``, and
+    dagster-dbt's in-process adapter (row counts, column metadata) parses the same vars.
+    An empty key list (an unpartitioned run) leaves the project defaults: all history.
+    """
+    dbt_vars = {"warehouse_path": str(warehouse_path)}
+    if partition_keys:
+        days = sorted(key[:10] for key in partition_keys)  # hourly keys cover their days
+        dbt_vars |= {"min_date": days[0], "max_date": days[-1]}
+    return dbt_vars
+
+
+def release_warehouse(invocation: DbtCliInvocation) -> None:
+    """Close the DuckDB connection dagster-dbt's in-process adapter keeps after a run.
+
+    Row counts and column metadata are read through a dbt adapter opened read-only in *this*
+    process, and dbt-duckdb caches that database handle at class level for the life of the
+    process. Left open, it locks every other process out of writing the warehouse and makes
+    any differently configured connection in this one (the next asset's write) fail with
+    "Can't open a connection to same database file with a different configuration".
+    dbt-duckdb has no public close, hence the private ``_ENV``.
+    """
+    adapter = invocation.adapter
+    if adapter is None:
+        return
+    adapter.cleanup_connections()
+    manager = type(adapter.connections)
+    environment = getattr(manager, "_ENV", None)
+    if environment is not None:
+        environment.close()
+        manager.close_all_connections()
+
+
+def _with_run_metadata(events: Iterator[Any], metadata: Mapping[str, Any]) -> Iterator[Any]:
+    for event in events:
+        if isinstance(event, (dg.Output, dg.AssetMaterialization)):
+            event = event.with_metadata({**event.metadata, **metadata})
+        yield event
+
+
+def domain_dbt_assets(
+    domain: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    *,
+    project: DbtProject = DBT_PROJECT,
+) -> dg.AssetsDefinition:
+    """All gold models of ``models/marts/<domain>/`` as one multi-asset that runs one
+    ``dbt build`` (models, data tests as asset checks, unit tests) per run.
+
+    Partitioned: every model shares ``partitions_def`` with ``BackfillPolicy.single_run()``, so a
+    range is one run and one dbt invocation; incremental models replace exactly the range's
+    days, table models rebuild from all history.
+    """
+    validate_identifier(domain, what="domain")
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"{project.manifest_path} is missing, so the dbt assets cannot be defined: run "
+            f"`{PREPARE_COMMAND}` (`dagster dev` prepares it by itself)"
+        )
+    folder = project.project_dir / "models" / MARTS_FOLDER / domain
+    if not folder.is_dir():
+        raise DbtLayoutError(f"domain {domain!r} has no dbt models: {folder} does not exist")
+
+    manifest = through_ephemeral_models(json.loads(project.manifest_path.read_text()))
+
+    @dbt_assets(
+        manifest=manifest,
+        project=project,
+        select=f"path:models/{MARTS_FOLDER}/{domain}",
+        name=f"{domain}_{GOLD}_dbt",
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN if partitions_def is not None else None,
+        dagster_dbt_translator=DomainDbtTranslator(),
+        pool=WAREHOUSE_POOL,
+    )
+    def _gold(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        keys = run_partition_keys(context) if partitions_def is not None else []
+        warehouse_path = warehouse.database_path()
+        warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+        dbt_vars = dbt_build_vars(keys, warehouse_path)
+        context.log.info(f"dbt build for {domain} gold with vars {dbt_vars}")
+        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        events = invocation.stream().fetch_row_counts().fetch_column_metadata()
+        run_metadata = {"partition_range": describe_keys(keys)} if keys else {}
+        try:
+            yield from _with_run_metadata(iter(events), run_metadata)
+        finally:
+            release_warehouse(invocation)
+
+    return _gold

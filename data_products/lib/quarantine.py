@@ -1,0 +1,460 @@
+"""The quarantine split: every typed input row is either published or quarantined, never dropped.
+
+``split`` evaluates a contract's row rules on a typed frame in one vectorised pass:
+- a row failing any ``error`` rule is quarantined under the first failing rule (contract order),
+  with every failing rule listed and a reason that names the value, the file and the line;
+- ``warning`` rules never remove rows: they are counted and sampled for the checks;
+- the remaining rows are deduplicated on the primary key, keeping the first delivered row by
+  (``_source_file``, ``_source_line``); the others are quarantined as
+  ``<dataset>.primary_key.duplicate`` with a reason naming the kept row's file and line.
+
+Rows in = rows published + rows quarantined is asserted here (an exception, not an ``assert``
+that ``-O`` would strip) and reported again by the ``rows_reconcile`` check.
+
+The typed-frame convention is described in ``data_products.lib.contracts.expressions``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from data_products.lib.contracts import Contract, Rule
+from data_products.lib.contracts.expressions import (
+    failure_expr,
+    location_expr,
+    raw_column,
+    reason_expr,
+    value_expr,
+)
+from data_products.lib.contracts.model import RAW_SUFFIX
+
+LINEAGE_COLUMNS = ("partition_date", "_source_file", "_source_line")
+SAMPLE_SIZE = 5
+_ROW_ORDER = ["_source_file", "_source_line"]
+_MAX_DRIFT_VALUES_PARSED = 1_000
+
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "partition_date": pl.Date(),
+        "rule_id": pl.String(),
+        "failed_rules": pl.List(pl.String()),
+        "severity": pl.String(),
+        "reason": pl.String(),
+        "_source_file": pl.String(),
+        "_source_line": pl.Int64(),
+        "raw_record": pl.String(),
+        "quarantined_at": pl.Datetime("us"),
+    }
+)
+"""One row per rejected input record (MODEL.md); ``quarantined_at`` is naive UTC like bronze."""
+
+
+class SplitError(ValueError):
+    """The typed frame does not fit the contract (a missing column, a lossy cast)."""
+
+
+class ReconciliationError(RuntimeError):
+    """Rows in != rows published + rows quarantined: a row was lost or duplicated."""
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What ``split`` produced, with the evidence the checks report."""
+
+    published: pl.DataFrame
+    """Contract columns cast to contract dtypes, plus lineage columns and ``_extra_columns``."""
+    quarantined: pl.DataFrame
+    """``QUARANTINE_SCHEMA`` rows."""
+    rows_in: int
+    rule_failures: dict[str, int]
+    """Failing rows per rule id (error and warning rules, primary-key duplicates); zero omitted."""
+    samples: dict[str, list[dict[str, Any]]]
+    """Up to five failing rows per rule: rule, file, line, column, value, reason, raw_record."""
+    extra_columns: tuple[str, ...] = ()
+    """Delivered columns the contract does not know (schema drift), from ``_extra_columns``."""
+    extra_column_rows: int = 0
+    dropped_columns: tuple[str, ...] = ()
+    """Helper columns of the typed frame that are not published (not drift: transform-internal)."""
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    """Quarantined rows per ``rule_id`` (the rule that rejected them)."""
+
+
+def split(
+    typed: pl.DataFrame, contract: Contract, *, quarantined_at: datetime | None = None
+) -> SplitResult:
+    """Split ``typed`` into published and quarantined rows according to ``contract``."""
+    _check_input(typed, contract)
+    columns = frozenset(typed.columns)
+    rules = contract.row_rules()
+    fails = [f"__fails_{i}" for i in range(len(rules))]
+    error_fails = [f for r, f in zip(rules, fails, strict=True) if r.severity == "error"]
+    frame = typed.with_columns(
+        *(failure_expr(r, columns).alias(f) for r, f in zip(rules, fails, strict=True))
+    ).with_columns(
+        (pl.any_horizontal(error_fails) if error_fails else pl.lit(False)).alias("__rejected")
+    )
+    counts = frame.select(pl.col(f).sum() for f in fails).row(0) if fails else ()
+    rule_failures = {r.id: int(n) for r, n in zip(rules, counts, strict=True) if n}
+
+    stamp = quarantined_at or datetime.now(UTC).replace(tzinfo=None)
+    rejected = frame.filter(pl.col("__rejected"))
+    kept, duplicates = _deduplicate(frame.filter(~pl.col("__rejected")), contract)
+    quarantined = pl.concat(
+        [
+            _quarantine_rejected(rejected, contract, rules, fails, columns, stamp),
+            _quarantine_duplicates(duplicates, contract, rules, fails, columns, stamp),
+        ],
+        how="vertical",
+    )
+    published = _publish(kept, contract)
+    if typed.height != published.height + quarantined.height:
+        raise ReconciliationError(
+            f"{contract.dataset}: {typed.height} rows in != {published.height} published + "
+            f"{quarantined.height} quarantined"
+        )
+    pk_rule = contract.primary_key_rule
+    if pk_rule is not None and duplicates.height:
+        rule_failures[pk_rule.id] = duplicates.height
+
+    extra_columns, extra_rows = _drift(typed)
+    samples = _samples(frame, contract, rules, fails, columns, rule_failures)
+    if pk_rule is not None and duplicates.height:
+        samples[pk_rule.id] = _duplicate_samples(quarantined, pk_rule, contract)
+    by_rule = quarantined.group_by("rule_id").len().sort("len", descending=True)
+    return SplitResult(
+        published=published,
+        quarantined=quarantined,
+        rows_in=typed.height,
+        rule_failures=rule_failures,
+        samples=samples,
+        extra_columns=extra_columns,
+        extra_column_rows=extra_rows,
+        dropped_columns=_dropped(typed, contract),
+        quarantined_by_rule=dict(by_rule.iter_rows()),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _check_input(typed: pl.DataFrame, contract: Contract) -> None:
+    missing_lineage = [c for c in LINEAGE_COLUMNS if c not in typed.columns]
+    if missing_lineage:
+        raise SplitError(
+            f"{contract.dataset}: the typed frame lacks lineage columns {missing_lineage}; "
+            "quarantine reasons and deduplication need them"
+        )
+    missing = [c.name for c in contract.columns if c.name not in typed.columns]
+    if missing:
+        raise SplitError(
+            f"{contract.dataset}: the typed frame lacks contract columns {missing} "
+            f"({contract.path})"
+        )
+    for rule in contract.row_rules():
+        if rule.kind == "flag" and rule.flag not in typed.columns:
+            raise SplitError(
+                f"{contract.dataset}: rule {rule.id} needs flag column {rule.flag!r}, which the "
+                "typed frame does not have"
+            )
+        if rule.column is not None and rule.column not in typed.columns:
+            raise SplitError(
+                f"{contract.dataset}: rule {rule.id} checks column {rule.column!r}, which the "
+                "typed frame does not have"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Deduplication and the quarantine rows
+
+
+def _deduplicate(passing: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept, duplicates): the first row per primary key by (file, line) is kept.
+
+    Duplicates get ``__kept_file``/``__kept_line`` of the row that was kept, for their reason.
+    """
+    ordered = passing.sort(_ROW_ORDER, nulls_last=True, maintain_order=True)
+    key = list(contract.primary_key)
+    if not key:
+        return ordered, ordered.clear()
+    first = ordered.select(pl.struct(key).is_first_distinct()).to_series()
+    kept, duplicates = ordered.filter(first), ordered.filter(~first)
+    if duplicates.is_empty():
+        return kept, duplicates
+    # Look the kept rows up only for the (few) duplicated keys, not with a window over all rows.
+    kept_rows = kept.join(
+        duplicates.select(key).unique(), on=key, how="semi", nulls_equal=True
+    ).select(
+        *key,
+        pl.col("_source_file").alias("__kept_file"),
+        pl.col("_source_line").alias("__kept_line"),
+    )
+    duplicates = duplicates.join(kept_rows, on=key, how="left", nulls_equal=True).sort(
+        _ROW_ORDER, nulls_last=True, maintain_order=True
+    )
+    return kept, duplicates
+
+
+def _raw_record(columns: Collection[str], contract: Contract) -> pl.Expr:
+    """The delivered values as JSON: the transform's ``_raw_record``, else rebuilt from raws."""
+    if "_raw_record" in columns:
+        return pl.col("_raw_record").cast(pl.String)
+    fields = [
+        (pl.col(raw_column(c.name)) if raw_column(c.name) in columns else pl.col(c.name))
+        .cast(pl.String)
+        .alias(c.name)
+        for c in contract.columns
+    ]
+    return pl.struct(fields).struct.json_encode()
+
+
+def _failed_rules(
+    rules: Sequence[Rule], fails: Sequence[str], *, first: str | None = None
+) -> pl.Expr:
+    listed: list[pl.Expr] = [pl.lit(first)] if first else []
+    listed += [pl.when(pl.col(f)).then(pl.lit(r.id)) for r, f in zip(rules, fails, strict=True)]
+    if not listed:
+        return pl.lit([], dtype=pl.List(pl.String))
+    return pl.concat_list(listed).list.drop_nulls()
+
+
+def _quarantine_rows(
+    frame: pl.DataFrame,
+    contract: Contract,
+    columns: Collection[str],
+    stamp: datetime,
+    *,
+    rule_id: pl.Expr,
+    failed_rules: pl.Expr,
+    reason: pl.Expr,
+) -> pl.DataFrame:
+    return frame.select(
+        pl.col("partition_date").cast(pl.Date),
+        rule_id.cast(pl.String).alias("rule_id"),
+        failed_rules.cast(pl.List(pl.String)).alias("failed_rules"),
+        pl.lit("error").alias("severity"),
+        reason.cast(pl.String).alias("reason"),
+        pl.col("_source_file").cast(pl.String),
+        pl.col("_source_line").cast(pl.Int64),
+        _raw_record(columns, contract).alias("raw_record"),
+        pl.lit(stamp, dtype=pl.Datetime("us")).alias("quarantined_at"),
+    )
+
+
+def _quarantine_rejected(
+    rejected: pl.DataFrame,
+    contract: Contract,
+    rules: Sequence[Rule],
+    fails: Sequence[str],
+    columns: Collection[str],
+    stamp: datetime,
+) -> pl.DataFrame:
+    errors = [(r, f) for r, f in zip(rules, fails, strict=True) if r.severity == "error"]
+    if not errors or rejected.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    # coalesce over when/then picks the first failing error rule in contract order. The reason
+    # is then built per rule on that rule's rows only: a when/then chain of reasons would format
+    # every rule's reason for every rejected row.
+    first_rule = pl.coalesce(
+        [pl.when(pl.col(f)).then(pl.lit(i)) for i, (_, f) in enumerate(errors)]
+    )
+    labelled = rejected.with_columns(first_rule.alias("__first_rule"))
+    parts = []
+    for (index,), part in labelled.partition_by("__first_rule", as_dict=True).items():
+        rule = errors[index][0]
+        parts.append(
+            _quarantine_rows(
+                part,
+                contract,
+                columns,
+                stamp,
+                rule_id=pl.lit(rule.id),
+                failed_rules=_failed_rules(rules, fails),
+                reason=reason_expr(rule, columns),
+            )
+        )
+    return pl.concat(parts, how="vertical").sort(_ROW_ORDER, nulls_last=True, maintain_order=True)
+
+
+def _key_text(key: Sequence[str]) -> list[pl.Expr]:
+    parts: list[pl.Expr] = []
+    for i, name in enumerate(key):
+        parts.append(pl.lit(f"{', ' if i else ''}{name}="))
+        parts.append(pl.col(name).cast(pl.String).fill_null("null"))
+    return parts
+
+
+def _quarantine_duplicates(
+    duplicates: pl.DataFrame,
+    contract: Contract,
+    rules: Sequence[Rule],
+    fails: Sequence[str],
+    columns: Collection[str],
+    stamp: datetime,
+) -> pl.DataFrame:
+    pk_rule = contract.primary_key_rule
+    if pk_rule is None or duplicates.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    warnings = [(r, f) for r, f in zip(rules, fails, strict=True) if r.severity == "warning"]
+    reason = pl.concat_str(
+        [
+            pl.lit(f"{pk_rule.id}: duplicate of "),
+            *_key_text(contract.primary_key),
+            pl.lit(" kept from "),
+            pl.col("__kept_file").cast(pl.String).fill_null("null"),
+            pl.lit(" line "),
+            pl.col("__kept_line").cast(pl.String).fill_null("null"),
+            location_expr(columns),
+        ]
+    )
+    return _quarantine_rows(
+        duplicates,
+        contract,
+        columns,
+        stamp,
+        rule_id=pl.lit(pk_rule.id),
+        failed_rules=_failed_rules(
+            [r for r, _ in warnings], [f for _, f in warnings], first=pk_rule.id
+        ),
+        reason=reason,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Published rows
+
+
+def _publish(kept: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    targets = [(c.name, c.dtype) for c in contract.columns]
+    targets += [(p.name, p.dtype) for p in contract.platform_columns() if p.name in kept.columns]
+    for name, dtype in targets:
+        _refuse_lossy_cast(kept, contract, name, dtype)
+    try:
+        return kept.select(_cast(name, kept.schema[name], dtype) for name, dtype in targets)
+    except pl.exceptions.PolarsError:
+        for name, dtype in targets:  # find the column to name in the error
+            try:
+                kept.select(_cast(name, kept.schema[name], dtype))
+            except pl.exceptions.PolarsError as exc:
+                raise SplitError(
+                    f"{contract.dataset}: column {name!r} ({kept.schema[name]}) does not cast to "
+                    f"the contract's {dtype}: {exc}"
+                ) from exc
+        raise
+
+
+def _cast(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if isinstance(source, pl.Datetime) and isinstance(target, pl.Datetime):
+        # Naive timestamps are UTC by convention; convert rather than relabel aware ones.
+        if source.time_zone and not target.time_zone:
+            column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        elif not source.time_zone and target.time_zone:
+            column = column.dt.replace_time_zone("UTC")
+    return column.cast(target, strict=True)
+
+
+def _refuse_lossy_cast(
+    kept: pl.DataFrame, contract: Contract, name: str, target: pl.DataType
+) -> None:
+    """Polars truncates 1.5 → 1 when casting floats to integers, even with ``strict``."""
+    source = kept.schema[name]
+    if not (source.is_float() and target.is_integer()):
+        return
+    fractional = kept.filter(pl.col(name) != pl.col(name).round(0))
+    if fractional.height:
+        first = fractional.row(0, named=True)
+        raise SplitError(
+            f"{contract.dataset}: column {name!r} has fractional values for integer type "
+            f"{target}, e.g. {first[name]} ({first.get('_source_file')} line "
+            f"{first.get('_source_line')}); add a type rule so the transform nulls them"
+        )
+
+
+def _dropped(typed: pl.DataFrame, contract: Contract) -> tuple[str, ...]:
+    published = {c.name for c in contract.columns} | {p.name for p in contract.platform_columns()}
+    flags = {r.flag for r in contract.rules if r.flag}
+    return tuple(
+        c
+        for c in typed.columns
+        if c not in published
+        and c not in flags
+        and c != "_raw_record"
+        and not c.endswith(RAW_SUFFIX)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence: samples and drift
+
+
+def _samples(
+    frame: pl.DataFrame,
+    contract: Contract,
+    rules: Sequence[Rule],
+    fails: Sequence[str],
+    columns: Collection[str],
+    rule_failures: dict[str, int],
+) -> dict[str, list[dict[str, Any]]]:
+    lazy = frame.lazy()
+    wanted = [(r, f) for r, f in zip(rules, fails, strict=True) if r.id in rule_failures]
+    queries = [
+        lazy.filter(pl.col(f))
+        .sort(_ROW_ORDER, nulls_last=True)
+        .head(SAMPLE_SIZE)
+        .select(
+            pl.lit(r.id).alias("rule"),
+            pl.col("_source_file").cast(pl.String).alias("file"),
+            pl.col("_source_line").cast(pl.Int64).alias("line"),
+            pl.lit(r.column, dtype=pl.String).alias("column"),
+            value_expr(r, columns).alias("value"),
+            reason_expr(r, columns).alias("reason"),
+            _raw_record(columns, contract).alias("raw_record"),
+        )
+        for r, f in wanted
+    ]
+    results = pl.collect_all(queries) if queries else []
+    return {r.id: rows.to_dicts() for (r, _), rows in zip(wanted, results, strict=True)}
+
+
+def _duplicate_samples(
+    quarantined: pl.DataFrame, pk_rule: Rule, contract: Contract
+) -> list[dict[str, Any]]:
+    rows = quarantined.filter(pl.col("rule_id") == pk_rule.id).head(SAMPLE_SIZE)
+    return [
+        {
+            "rule": pk_rule.id,
+            "file": row["_source_file"],
+            "line": row["_source_line"],
+            "column": ", ".join(contract.primary_key),
+            "value": None,
+            "reason": row["reason"],
+            "raw_record": row["raw_record"],
+        }
+        for row in rows.iter_rows(named=True)
+    ]
+
+
+def _drift(typed: pl.DataFrame) -> tuple[tuple[str, ...], int]:
+    """Names of undeclared delivered columns and how many rows carry them."""
+    if "_extra_columns" not in typed.columns:
+        return (), 0
+    values = typed.get_column("_extra_columns").cast(pl.String).drop_nulls()
+    values = values.filter(~values.str.strip_chars().is_in(["", "{}", "null"]))
+    names: set[str] = set()
+    # Distinct values are few (same columns, varying values); parsing a bounded number is enough
+    # to name the columns without a Python loop over every row.
+    for text in values.unique().head(_MAX_DRIFT_VALUES_PARSED):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(parsed, dict):
+            names.update(parsed)
+    return tuple(sorted(names)), values.len()
