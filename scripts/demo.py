@@ -43,26 +43,36 @@ def summarise(runs: list[SliceRun]) -> int:
     print("\n=== data-products demo ===")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         tables = _layer_rows(con)
-        print("\nRows per layer (DuckDB warehouse "
-              f"{settings.warehouse_path}):")
+        print(f"\nRows per layer (DuckDB warehouse {settings.warehouse_path}):")
         for schema, table, count in tables:
             print(f"  {schema + '.' + table:<48} {count:>10,}")
         print("\nRows quarantined, by rule:")
-        for (table, rule), n in sorted(_quarantine_by_rule(con, tables).items(), key=lambda i: -i[1]):
+        for (table, rule), n in sorted(
+            _quarantine_by_rule(con, tables).items(), key=lambda i: -i[1]
+        ):
             print(f"  {table:<40} {rule:<40} {n:>6,}")
     checks = [c for run in runs for c in run.checks]
     failed = [c for c in checks if not c.passed]
-    print(f"\nChecks: {len(checks) - len(failed)} passed, {len(failed)} failed "
-          f"({sum(c.is_gate_failure for c in failed)} at ERROR severity)")
+    print(
+        f"\nChecks: {len(checks) - len(failed)} passed, {len(failed)} failed "
+        f"({sum(c.is_gate_failure for c in failed)} at ERROR severity)"
+    )
     for c in failed:
-        print(f"  {'FAIL' if c.severity == 'ERROR' else 'WARN'} {c.asset} :: {c.check}: {c.description}")
+        print(
+            f"  {'FAIL' if c.severity == 'ERROR' else 'WARN'} {c.asset} :: {c.check}: "
+            f"{c.description}"
+        )
     report = write_junit(runs, settings.reports_dir / "checks.xml")
     events = read_events(settings.lineage_dir)
     by_type = Counter(e.get("eventType") for e in events)
-    print(f"\nLineage: {len(events)} OpenLineage events ({dict(by_type)}) in {settings.lineage_dir}")
+    print(
+        f"\nLineage: {len(events)} OpenLineage events ({dict(by_type)}) in {settings.lineage_dir}"
+    )
     print(f"JUnit check report: {report}")
-    print("\nBrowse it: `make dev`, then open http://127.0.0.1:3000 (Assets → Lineage; each run "
-          "above is under Runs).")
+    print(
+        "\nBrowse it: `make dev`, then open http://127.0.0.1:3000 (Assets → Lineage; each run "
+        "above is under Runs)."
+    )
     gate = any(c.is_gate_failure for c in checks) or any(r.failed_steps for r in runs)
     if gate:
         print("\nDemo FAILED: a blocking check or a step failed (see above).")

@@ -22,7 +22,10 @@ def run_all_slices(*, log: bool = True) -> list[SliceRun]:
         if log and prepared:
             print(f"[{name}] sources: {prepared}")
         if log:
-            print(f"[{name}] materialising {domain.demo.start}...{domain.demo.end} as one run …", flush=True)
+            print(
+                f"[{name}] materialising {domain.demo.start}...{domain.demo.end} as one run …",
+                flush=True,
+            )
         run = materialize_slice(
             defs,
             dg.AssetSelection.groups(name),

@@ -52,4 +52,6 @@ def freshness_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason | dg.
         cursor = record.storage_id
     if cursor == after:
         return dg.SkipReason("webhook unavailable; will retry")
-    return dg.SensorResult(cursor=str(cursor), skip_reason=None if sent else "no alerting transitions")
+    return dg.SensorResult(
+        cursor=str(cursor), skip_reason=None if sent else "no alerting transitions"
+    )

@@ -41,7 +41,9 @@ def test_key_grammar_group_owner_description_kinds(specs: dict[dg.AssetKey, dg.A
     for key, spec in specs.items():
         name = DatasetName.from_key(key)  # raises unless [domain, layer, name]
         assert name.layer in LAYERS
-        assert name.domain in domains, f"{key}: no descriptor data_products/domains/{name.domain}.yaml"
+        assert name.domain in domains, (
+            f"{key}: no descriptor data_products/domains/{name.domain}.yaml"
+        )
         assert spec.group_name == name.domain, f"{key}: group {spec.group_name} != domain"
         assert spec.owners, f"{key}: no owner"
         assert spec.description and spec.description.strip(), f"{key}: no description"
@@ -83,13 +85,23 @@ def test_every_asset_has_checks_or_is_bronze(defs: dg.Definitions) -> None:
     checked = {check.asset_key for check in graph.asset_check_keys}
     for node in graph.asset_nodes:
         name = DatasetName.from_key(node.key)
-        if node.is_materializable and name.layer == "silver" and not name.name.endswith("_quarantine"):
+        if (
+            node.is_materializable
+            and name.layer == "silver"
+            and not name.name.endswith("_quarantine")
+        ):
             assert node.key in checked, f"{node.key}: no checks"
 
 
 def test_cli_validates_definitions() -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -53,7 +53,9 @@ def test_posts_breach_and_recovery_once(
         assert isinstance(again, dg.SkipReason)
         assert len(receiver.bodies) == 3
 
-    recorded = [json.loads(line) for line in (data_home / "alerts/freshness.jsonl").read_text().splitlines()]
+    recorded = [
+        json.loads(line) for line in (data_home / "alerts/freshness.jsonl").read_text().splitlines()
+    ]
     assert [r["new_state"] for r in recorded] == ["WARN", "FAIL", "PASS"]
 
 

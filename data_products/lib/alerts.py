@@ -34,7 +34,10 @@ class FreshnessAlert:
 
     @property
     def summary(self) -> str:
-        return f"{self.asset_key} freshness {self.previous_state} → {self.new_state} at {self.changed_at}"
+        return (
+            f"{self.asset_key} freshness {self.previous_state} → {self.new_state} "
+            f"at {self.changed_at}"
+        )
 
 
 def alert_from_record(record: dg.EventLogRecord) -> FreshnessAlert | None:
@@ -81,8 +84,12 @@ def redact(url: str) -> str:
 def post_alert(alert: FreshnessAlert, url: str, *, timeout: float = 5.0) -> None:
     """POST the alert as JSON, retrying transient failures (connection errors, 5xx, 429)."""
     session = requests.Session()
-    retry = Retry(total=3, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=frozenset({"POST"}))
+    retry = Retry(
+        total=3,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"POST"}),
+    )
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
     payload = {**asdict(alert), "text": alert.summary, "source": "data-products"}

@@ -62,8 +62,6 @@ def _with_contract_sla(
             return spec
         return spec.replace_attributes(freshness_policy=policy)
 
-    if not any(
-        key in contracts and contracts[key].freshness_policy() for key in assets_def.keys
-    ):
+    if not any(key in contracts and contracts[key].freshness_policy() for key in assets_def.keys):
         return assets_def
     return assets_def.map_asset_specs(apply)

@@ -19,7 +19,9 @@ def daily(start_date: str, end_date: str | None = None) -> dg.DailyPartitionsDef
 
 def run_partition_keys(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> list[str]:
     """The validated partition keys this run covers (one key or a whole backfill range)."""
-    keys = list(context.partition_keys) if context.has_partition_key_range else [context.partition_key]
+    keys = (
+        list(context.partition_keys) if context.has_partition_key_range else [context.partition_key]
+    )
     return [validate_partition_key(key) for key in keys]
 
 

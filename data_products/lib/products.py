@@ -7,7 +7,9 @@ domain descriptor and the contract, and use ``BackfillPolicy.single_run()`` so a
 runs as one run.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -65,7 +67,9 @@ def bronze_landing_asset(
         pool=WAREHOUSE_POOL,
         metadata={"dagster/table_name": f"warehouse.{name.table}"},
     )
-    def _bronze(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _bronze(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
         keys = run_partition_keys(context)
         landing = get_settings().landing
         read = read_landing(landing, domain, dataset, keys)
@@ -78,7 +82,9 @@ def bronze_landing_asset(
         for path, rows in read.files.items():
             context.log.info(f"{name}: {path}: {rows} rows")
         with warehouse.connect() as con:
-            written = replace_partitions(con, name, read.frame, partition_values=_partition_values(keys))
+            written = replace_partitions(
+                con, name, read.frame, partition_values=_partition_values(keys)
+            )
         return dg.MaterializeResult(
             metadata={
                 **written.metadata(),
@@ -142,7 +148,10 @@ def silver_contract_asset(
             deps=deps,
             group_name=name.domain,
             owners=[contract.owner],
-            description=f"Rows rejected from {name} with the rule, reason, file and line: nothing is dropped.",
+            description=(
+                f"Rows rejected from {name} with the rule, reason, file and line: "
+                "nothing is dropped."
+            ),
             kinds={"polars", "duckdb"},
             tags={"layer": name.layer, "tier": "quarantine", QUARANTINE_ROLE_TAG: "quarantine"},
             metadata={"dagster/table_name": f"warehouse.{quarantine.table}"},
@@ -162,25 +171,36 @@ def silver_contract_asset(
     ):
         keys = run_partition_keys(context)
         values = _partition_values(keys)
+        timings: dict[str, float] = {}
         with warehouse.connect() as con:
-            frames = {
-                alias: read_partitions(con, dataset, values) for alias, dataset in input_keys.items()
-            }
-            typed = build(**frames)
-            result = split(typed, contract)
-            published = replace_partitions(con, name, result.published, partition_values=values)
-            rejected = replace_partitions(con, quarantine, result.quarantined, partition_values=values)
-            checks = evaluate_checks(contract, result, con=con, partition_keys=keys)
+            with _timed(timings, "read_s"):
+                frames = {
+                    alias: read_partitions(con, dataset, values)
+                    for alias, dataset in input_keys.items()
+                }
+            with _timed(timings, "build_s"):
+                typed = build(**frames)
+            with _timed(timings, "split_s"):
+                result = split(typed, contract)
+            with _timed(timings, "write_s"):
+                published = replace_partitions(con, name, result.published, partition_values=values)
+                rejected = replace_partitions(
+                    con, quarantine, result.quarantined, partition_values=values
+                )
+            with _timed(timings, "checks_s"):
+                checks = evaluate_checks(contract, result, con=con, partition_keys=keys)
         iceberg_meta: dict[str, Any] = {}
         if contract.publishes_to_iceberg:
-            iceberg_meta = lake.iceberg().replace_partitions(
-                name, result.published, partition_values=values
-            ).metadata()
+            iceberg_meta = (
+                lake.iceberg()
+                .replace_partitions(name, result.published, partition_values=values)
+                .metadata()
+            )
             iceberg_meta = {f"iceberg/{k.split('/')[-1]}": v for k, v in iceberg_meta.items()}
         by_rule = dict(sorted(result.quarantined_by_rule.items(), key=lambda item: -item[1]))
         context.log.info(
-            f"{name} {describe_keys(keys)}: {result.rows_in} in, {published.rows_written} published, "
-            f"{rejected.rows_written} quarantined"
+            f"{name} {describe_keys(keys)}: {result.rows_in} in, "
+            f"{published.rows_written} published, {rejected.rows_written} quarantined"
         )
         yield dg.MaterializeResult(
             asset_key=name.asset_key,
@@ -191,6 +211,7 @@ def silver_contract_asset(
                 "rows_in": result.rows_in,
                 "quarantined_rows": rejected.rows_written,
                 "quarantined_by_rule": dg.MetadataValue.json(by_rule),
+                "timings": dg.MetadataValue.json(timings),
             },
         )
         yield dg.MaterializeResult(
@@ -200,6 +221,16 @@ def silver_contract_asset(
         yield from checks
 
     return _silver
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Wall seconds of one phase, reported as metadata so slow phases are visible in the UI."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 3)
 
 
 def _column_lineage(
@@ -225,4 +256,3 @@ def _column_lineage(
                 for alias, col in sources
             ]
     return dg.TableColumnLineage(deps_by_column=deps)
-

@@ -64,8 +64,10 @@ def _materialise(instance: dg.DagsterInstance, start: str, end: str) -> SliceRun
 
 @pytest.fixture(scope="module")
 def env_guard() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("DATA_PRODUCTS_HOME", "DAGSTER_HOME",
-                                             "DATA_PRODUCTS_LINEAGE_TRANSPORT")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("DATA_PRODUCTS_HOME", "DAGSTER_HOME", "DATA_PRODUCTS_LINEAGE_TRANSPORT")
+    }
     yield
     for key, value in saved.items():
         if value is None:
@@ -100,15 +102,20 @@ def test_silver_publishes_exactly_the_ground_truth(built: Materialised, dataset:
 
 
 def test_quarantine_holds_every_rejected_row_with_its_rule(built: Materialised) -> None:
-    wanted = built.truth("quarantine").select(
-        "dataset", "_source_file", "_source_line", "rule_id"
-    ) if "_source_file" in built.truth("quarantine").columns else built.truth("quarantine").select(
-        "dataset", pl.col("source_file").alias("_source_file"),
-        pl.col("source_line").alias("_source_line"), "rule_id",
+    wanted = (
+        built.truth("quarantine").select("dataset", "_source_file", "_source_line", "rule_id")
+        if "_source_file" in built.truth("quarantine").columns
+        else built.truth("quarantine").select(
+            "dataset",
+            pl.col("source_file").alias("_source_file"),
+            pl.col("source_line").alias("_source_line"),
+            "rule_id",
+        )
     )
     got = pl.concat(
-        built.table(f"commerce_silver.{d}_quarantine")
-        .select(pl.lit(d).alias("dataset"), "_source_file", "_source_line", "rule_id", "reason")
+        built.table(f"commerce_silver.{d}_quarantine").select(
+            pl.lit(d).alias("dataset"), "_source_file", "_source_line", "rule_id", "reason"
+        )
         for d in SILVER
     )
     assert_same_rows(got.drop("reason"), wanted)
@@ -120,8 +127,12 @@ def test_quarantine_holds_every_rejected_row_with_its_rule(built: Materialised) 
 
 @pytest.mark.parametrize(
     ("dataset", "bronze"),
-    [("fx_rates", "fx_rates"), ("customers", "customers"), ("products", "products"),
-     ("order_lines", "orders")],
+    [
+        ("fx_rates", "fx_rates"),
+        ("customers", "customers"),
+        ("products", "products"),
+        ("order_lines", "orders"),
+    ],
 )
 def test_rows_in_equal_published_plus_quarantined(
     built: Materialised, dataset: str, bronze: str
@@ -131,8 +142,11 @@ def test_rows_in_equal_published_plus_quarantined(
     quarantined = built.table(f"commerce_silver.{dataset}_quarantine").height
     assert quarantined > 0, "the drops are messy: something must be quarantined"
     assert rows_in == published + quarantined
-    reconcile = [c for c in built.run.checks
-                 if c.asset == f"commerce/silver/{dataset}" and c.check == "rows_reconcile"]
+    reconcile = [
+        c
+        for c in built.run.checks
+        if c.asset == f"commerce/silver/{dataset}" and c.check == "rows_reconcile"
+    ]
     assert reconcile and reconcile[0].passed
 
 
@@ -191,8 +205,11 @@ def test_rematerialising_a_partition_gives_identical_tables(built: Materialised)
 def test_lineage_has_start_and_complete_for_every_asset_with_io_and_schema(
     built: Materialised,
 ) -> None:
-    events = [e for e in read_events(built.home / "lineage")
-              if e["run"]["facets"].get("parent", {}).get("run", {}).get("runId") == built.run.run_id]
+    events = [
+        e
+        for e in read_events(built.home / "lineage")
+        if e["run"]["facets"].get("parent", {}).get("run", {}).get("runId") == built.run.run_id
+    ]
     by_type: dict[str, list[dict]] = {}
     for event in events:
         by_type.setdefault(event["eventType"], []).append(event)
@@ -203,13 +220,17 @@ def test_lineage_has_start_and_complete_for_every_asset_with_io_and_schema(
     assert len(by_type["START"]) == len(by_type["COMPLETE"])
     assert "FAIL" not in by_type
     silver_orders = next(
-        e for e in by_type["COMPLETE"]
+        e
+        for e in by_type["COMPLETE"]
         if any(o["name"] == "warehouse.commerce_silver.orders" for o in e["outputs"])
     )
     assert {i["name"] for i in silver_orders["inputs"]} >= {
-        "warehouse.commerce_bronze.orders", "warehouse.commerce_silver.fx_rates"
+        "warehouse.commerce_bronze.orders",
+        "warehouse.commerce_silver.fx_rates",
     }
-    out = next(o for o in silver_orders["outputs"] if o["name"] == "warehouse.commerce_silver.orders")
+    out = next(
+        o for o in silver_orders["outputs"] if o["name"] == "warehouse.commerce_silver.orders"
+    )
     fields = {f["name"] for f in out["facets"]["schema"]["fields"]}
     assert {"order_id", "order_total_usd"} <= fields
     assert out["outputFacets"]["outputStatistics"]["rowCount"] > 0
@@ -228,7 +249,9 @@ def test_a_corrupted_drop_is_quarantined_blocks_gold_and_names_file_line_rule(
     frame = pl.read_csv(drop, infer_schema=False)
     # A broken export: a third of the quantities arrive as words.
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("lots")).otherwise(pl.col("quantity"))
+        pl.when(pl.int_range(pl.len()) % 3 == 0)
+        .then(pl.lit("lots"))
+        .otherwise(pl.col("quantity"))
         .alias("quantity")
     )
     frame.write_csv(drop)
@@ -270,13 +293,30 @@ def test_a_missing_drop_fails_with_a_clear_error_and_a_fail_lineage_event(
 def test_cli_range_backfill_in_a_subprocess(tmp_path: Path) -> None:
     home = tmp_path / "cli"
     generate(home / "landing", home / "truth", start=date(2026, 1, 1), days=2, rows_per_day=200)
-    env = {**os.environ, "DATA_PRODUCTS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    env = {
+        **os.environ,
+        "DATA_PRODUCTS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+    }
     (home / "dagster_home").mkdir(parents=True)
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
-        [str(bin_dir / "dagster"), "asset", "materialize", "-m", "data_products.definitions",
-         "--select", "group:commerce", "--partition-range", "2026-01-01...2026-01-02"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(bin_dir / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "data_products.definitions",
+            "--select",
+            "group:commerce",
+            "--partition-range",
+            "2026-01-01...2026-01-02",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:

@@ -15,6 +15,7 @@ import yaml
 from dagster_dbt import DbtProject
 
 from assets.commerce.partitions import DAILY
+from data_products.lib.contracts import load_contract_for
 from data_products.lib.dbt import (
     PREPARE_COMMAND,
     WAREHOUSE_POOL,
@@ -237,8 +238,6 @@ def test_a_domain_without_models_is_refused(project: DbtProject) -> None:
 def test_gold_contract_matches_the_dbt_model(model_file: Path) -> None:
     """The ODCS contract and the dbt model YAML both declare the columns; they must agree, and
     the contract's owner the domain's."""
-    from data_products.lib.contracts import load_contract_for
-
     model = yaml.safe_load(model_file.read_text())["models"][0]
     contract = load_contract_for(f"{model_file.parent.name}/gold/{model['name']}")
     declared = [(column["name"], column["data_type"].upper()) for column in model["columns"]]
