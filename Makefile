@@ -20,7 +20,7 @@ $(UV):
 	$(CURDIR)/.tools/bin/pip install --quiet "uv>=0.9"
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python python3.11
+	$(UV) sync --frozen --quiet --python python3.11
 	$(BIN)/dagster-dbt project prepare-and-package --file data_products/lib/dbt_project.py
 	@touch $@
 

@@ -25,4 +25,9 @@ def land_demo_drops(start: str, end: str) -> str:
         rows_per_day=DEMO_ROWS_PER_DAY,
         seed=DEMO_SEED,
     )
-    return f"{(last - first).days + 1} daily drops in {settings.landing / 'commerce'} ({summary})"
+    files = len(summary.files)
+    rows = sum(f.rows for f in summary.files)
+    return (
+        f"{summary.days} daily drops ({files} files, {rows:,} rows, seed {DEMO_SEED}) "
+        f"in {settings.landing / 'commerce'}"
+    )
