@@ -22,6 +22,7 @@ about 4 s), with the run's partition range and the warehouse path passed as ``--
 # No `from __future__ import annotations`: dagster inspects the asset function's annotations
 # to find its context and resources, and does not resolve them from strings.
 import json
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -261,7 +262,9 @@ def domain_dbt_assets(
 
     Partitioned: every model shares ``partitions_def`` with ``BackfillPolicy.single_run()``, so a
     range is one run and one dbt invocation; incremental models replace exactly the range's
-    days, table models rebuild from all history.
+    days, table models rebuild from all history. The warehouse file is the ``warehouse``
+    resource's (by default ``get_settings().warehouse_path``), so dbt writes where every other
+    asset does. Needs resources ``dbt`` (``dbt_resource()``) and ``warehouse``.
     """
     validate_identifier(domain, what="domain")
     if not project.manifest_path.exists():
@@ -293,12 +296,19 @@ def domain_dbt_assets(
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)
         dbt_vars = dbt_build_vars(keys, warehouse_path)
         context.log.info(f"dbt build for {domain} gold with vars {dbt_vars}")
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
-        events = invocation.stream().fetch_row_counts().fetch_column_metadata()
-        run_metadata = {"partition_range": describe_keys(keys)} if keys else {}
-        try:
-            yield from _with_run_metadata(iter(events), run_metadata)
-        finally:
-            release_warehouse(invocation)
+        run_metadata = {"partitions": describe_keys(keys)} if keys else {}
+        # dagster-dbt's default target path is a new folder under dbt_project/target per run
+        # (~5 MB each, never removed); what the run produced is in the event log already.
+        with tempfile.TemporaryDirectory(prefix=f"dbt-{domain}-") as target_path:
+            invocation = dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars)],
+                context=context,
+                target_path=Path(target_path),
+            )
+            events = invocation.stream().fetch_row_counts().fetch_column_metadata()
+            try:
+                yield from _with_run_metadata(iter(events), run_metadata)
+            finally:
+                release_warehouse(invocation)
 
     return _gold

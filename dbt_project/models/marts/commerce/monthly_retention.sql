@@ -57,8 +57,9 @@ cohort_months as (
     select
         cohort_sizes.cohort_month,
         cohort_sizes.cohort_size,
-        cast(unnest(range(0, date_diff('month', cohort_sizes.cohort_month, last_loaded.last_month) + 1)) as integer)
-            as month_offset
+        cast(unnest(range(
+            0, date_diff('month', cohort_sizes.cohort_month, last_loaded.last_month) + 1
+        )) as integer) as month_offset
 
     from cohort_sizes
 
