@@ -20,6 +20,7 @@ from data_products.lib.contracts import Contract, evaluate_checks, load_contract
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import DatasetName
 from data_products.lib.landing import read_landing
+from data_products.lib.lineage.naming import REPLICAS_KEY
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
 from data_products.lib.quarantine import split
 from data_products.lib.settings import get_settings
@@ -191,12 +192,15 @@ def silver_contract_asset(
                 checks = evaluate_checks(contract, result, con=con, partition_keys=keys)
         iceberg_meta: dict[str, Any] = {}
         if contract.publishes_to_iceberg:
-            iceberg_meta = (
-                lake.iceberg()
-                .replace_partitions(name, result.published, partition_values=values)
-                .metadata()
-            )
-            iceberg_meta = {f"iceberg/{k.split('/')[-1]}": v for k, v in iceberg_meta.items()}
+            with _timed(timings, "iceberg_s"):
+                iceberg = lake.iceberg().replace_partitions(
+                    name, result.published, partition_values=values
+                )
+            iceberg_meta = {
+                "iceberg/table": f"{name.schema}.{name.name}",
+                "iceberg/snapshot_id": str(iceberg.snapshot_id),
+                REPLICAS_KEY: dg.MetadataValue.json([_file_uri(iceberg.location)]),
+            }
         by_rule = dict(sorted(result.quarantined_by_rule.items(), key=lambda item: -item[1]))
         context.log.info(
             f"{name} {describe_keys(keys)}: {result.rows_in} in, "
@@ -221,6 +225,13 @@ def silver_contract_asset(
         yield from checks
 
     return _silver
+
+
+def _file_uri(location: str | None) -> str:
+    """Iceberg reports a plain path for local warehouses; lineage wants a URI."""
+    if not location:
+        raise ValueError("the Iceberg writer reported no table location")
+    return location if "://" in location else f"file://{location}"
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import BaseFacet, InputDatasetFacet, OutputDatasetFacet, RunFacet
 
 from data_products.lib.lineage import facets
+from data_products.lib.lineage.naming import REPLICAS_KEY, dataset_from_uri, metadata_value
 from data_products.lib.lineage.redaction import redact
 from data_products.lib.lineage.step import StepRecord, user_error
 
@@ -187,14 +188,19 @@ class StepLineage:
                 "outputStatistics": facets.output_statistics_facet(metadata),
                 "dataProducts_quarantine": facets.quarantine_facet(metadata),
             }
-            namespace, name = self.name_of(key)
-            datasets.append(
+            # The asset's main table first, then every replica it also published (an Iceberg
+            # copy of a DuckDB table, say): same data, so the same facets.
+            names = [self.name_of(key)] + [
+                dataset_from_uri(uri) for uri in metadata_value(metadata.get(REPLICAS_KEY)) or []
+            ]
+            datasets.extend(
                 OutputDataset(
                     namespace=namespace,
                     name=name,
                     facets=_present(dataset_facets),
                     outputFacets=_present(output_facets),
                 )
+                for namespace, name in names
             )
         return datasets
 

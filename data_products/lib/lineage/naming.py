@@ -31,6 +31,8 @@ from data_products.lib.settings import Settings, get_settings
 
 URI_METADATA_KEY = "dagster/uri"
 TABLE_NAME_METADATA_KEY = "dagster/table_name"
+REPLICAS_KEY = "data_products/replicas"
+"""Materialisation metadata: URIs of copies the asset also published (e.g. its Iceberg table)."""
 DAGSTER_NAMESPACE = "dagster"
 
 # Object stores name a dataset by its object key, which has no leading slash; file systems keep
