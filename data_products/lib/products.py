@@ -8,23 +8,31 @@ runs as one run.
 """
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from data_products.lib.chunks import merge_check_results, plan_chunks
 from data_products.lib.contracts import Contract, evaluate_checks, load_contract_for
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import DatasetName
-from data_products.lib.landing import read_landing
+from data_products.lib.landing import drop_files, read_landing
 from data_products.lib.lineage.naming import REPLICAS_KEY
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
-from data_products.lib.quarantine import split
+from data_products.lib.quarantine import SplitResult, split
 from data_products.lib.settings import get_settings
-from data_products.lib.tables import read_partitions, replace_partitions
+from data_products.lib.tables import (
+    WriteResult,
+    partition_row_counts,
+    read_partitions,
+    replace_partitions,
+)
 from resources.lake import LakeResource
 from resources.warehouse import WarehouseResource
 
@@ -73,24 +81,34 @@ def bronze_landing_asset(
     ) -> dg.MaterializeResult:
         keys = run_partition_keys(context)
         landing = get_settings().landing
-        read = read_landing(landing, domain, dataset, keys)
-        if read.missing_partitions:
-            missing = ", ".join(str(landing / domain / k) for k in read.missing_partitions[:5])
+        missing = [k for k in keys if not drop_files(landing, domain, dataset, k)]
+        if missing:
+            folders = ", ".join(str(landing / domain / k) for k in missing[:5])
             raise FileNotFoundError(
                 f"{name}: no {dataset}*.csv drop for partition(s) "
-                f"{describe_keys(read.missing_partitions)} (looked in {missing})"
+                f"{describe_keys(missing)} (looked in {folders})"
             )
-        for path, rows in read.files.items():
-            context.log.info(f"{name}: {path}: {rows} rows")
+        files: dict[str, int] = {}
+        rows = 0
         with warehouse.connect() as con:
-            written = replace_partitions(
-                con, name, read.frame, partition_values=_partition_values(keys)
-            )
+            # One day at a time: a day is the unit of atomic replacement, and a range run's
+            # memory stays that of its largest day.
+            for key in keys:
+                read = read_landing(landing, domain, dataset, [key])
+                for path, count in read.files.items():
+                    context.log.info(f"{name}: {path}: {count} rows")
+                files.update(read.files)
+                written = replace_partitions(
+                    con, name, read.frame, partition_values=_partition_values([key])
+                )
+                rows += written.rows_written
         return dg.MaterializeResult(
             metadata={
                 **written.metadata(),
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "partition_range": describe_keys(keys),
                 "partitions": describe_keys(keys),
-                "files": dg.MetadataValue.json(read.files),
+                "files": dg.MetadataValue.json(files),
             }
         )
 
@@ -172,57 +190,91 @@ def silver_contract_asset(
     ):
         keys = run_partition_keys(context)
         values = _partition_values(keys)
+        settings = get_settings()
         timings: dict[str, float] = {}
+        totals = _Totals()
+        chunk_checks: list[tuple[str, list[dg.AssetCheckResult]]] = []
+        replicas: list[str] = []
+        snapshot_id: str | None = None
         with warehouse.connect() as con:
-            with _timed(timings, "read_s"):
-                frames = {
-                    alias: read_partitions(con, dataset, values)
-                    for alias, dataset in input_keys.items()
-                }
-            with _timed(timings, "build_s"):
-                typed = build(**frames)
-            with _timed(timings, "split_s"):
-                result = split(typed, contract)
-            with _timed(timings, "write_s"):
-                published = replace_partitions(con, name, result.published, partition_values=values)
-                rejected = replace_partitions(
-                    con, quarantine, result.quarantined, partition_values=values
-                )
-            with _timed(timings, "checks_s"):
-                checks = evaluate_checks(contract, result, con=con, partition_keys=keys)
+            first_input = next(iter(input_keys.values()))
+            sizes = partition_row_counts(con, first_input, values)
+            chunks = plan_chunks(keys, sizes, settings.chunk_rows)
+            for number, chunk in enumerate(chunks, start=1):
+                chunk_values = _partition_values(chunk)
+                if len(chunks) > 1:
+                    context.log.info(f"{name}: chunk {number}/{len(chunks)} {describe_keys(chunk)}")
+                with _timed(timings, "read_s"):
+                    frames = {
+                        alias: read_partitions(con, dataset, chunk_values)
+                        for alias, dataset in input_keys.items()
+                    }
+                with _timed(timings, "build_s"):
+                    typed = build(**frames)
+                    del frames
+                with _timed(timings, "split_s"):
+                    result = split(typed, contract)
+                    del typed
+                with _timed(timings, "write_s"):
+                    published = replace_partitions(
+                        con, name, result.published, partition_values=chunk_values
+                    )
+                    rejected = replace_partitions(
+                        con, quarantine, result.quarantined, partition_values=chunk_values
+                    )
+                with _timed(timings, "checks_s"):
+                    chunk_checks.append(
+                        (
+                            describe_keys(chunk),
+                            evaluate_checks(contract, result, con=con, partition_keys=chunk),
+                        )
+                    )
+                if contract.publishes_to_iceberg:
+                    with _timed(timings, "iceberg_s"):
+                        iceberg = lake.iceberg().replace_partitions(
+                            name, result.published, partition_values=chunk_values
+                        )
+                    replicas = [_file_uri(iceberg.location)]
+                    snapshot_id = str(iceberg.snapshot_id)
+                totals.add(result, published, rejected)
+                del result
         iceberg_meta: dict[str, Any] = {}
-        if contract.publishes_to_iceberg:
-            with _timed(timings, "iceberg_s"):
-                iceberg = lake.iceberg().replace_partitions(
-                    name, result.published, partition_values=values
-                )
+        if replicas:
             iceberg_meta = {
                 "iceberg/table": f"{name.schema}.{name.name}",
-                "iceberg/snapshot_id": str(iceberg.snapshot_id),
-                REPLICAS_KEY: dg.MetadataValue.json([_file_uri(iceberg.location)]),
+                "iceberg/snapshot_id": snapshot_id,
+                REPLICAS_KEY: dg.MetadataValue.json(replicas),
             }
-        by_rule = dict(sorted(result.quarantined_by_rule.items(), key=lambda item: -item[1]))
         context.log.info(
-            f"{name} {describe_keys(keys)}: {result.rows_in} in, "
-            f"{published.rows_written} published, {rejected.rows_written} quarantined"
+            f"{name} {describe_keys(keys)}: {totals.rows_in} in, "
+            f"{totals.published} published, {totals.quarantined} quarantined"
         )
+        partitions = describe_keys(keys)
         yield dg.MaterializeResult(
             asset_key=name.asset_key,
             metadata={
                 **published.metadata(),
+                "dagster/row_count": dg.MetadataValue.int(totals.published),
+                "partition_range": partitions,
                 **iceberg_meta,
-                "partitions": describe_keys(keys),
-                "rows_in": result.rows_in,
-                "quarantined_rows": rejected.rows_written,
-                "quarantined_by_rule": dg.MetadataValue.json(by_rule),
-                "timings": dg.MetadataValue.json(timings),
+                "partitions": partitions,
+                "chunks": len(chunks),
+                "rows_in": totals.rows_in,
+                "quarantined_rows": totals.quarantined,
+                "quarantined_by_rule": dg.MetadataValue.json(totals.by_rule()),
+                "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in timings.items()}),
             },
         )
         yield dg.MaterializeResult(
             asset_key=quarantine.asset_key,
-            metadata={**rejected.metadata(), "partitions": describe_keys(keys)},
+            metadata={
+                **rejected.metadata(),
+                "dagster/row_count": dg.MetadataValue.int(totals.quarantined),
+                "partition_range": partitions,
+                "partitions": partitions,
+            },
         )
-        yield from checks
+        yield from merge_check_results(chunk_checks, partitions=partitions)
 
     return _silver
 
@@ -236,12 +288,32 @@ def _file_uri(location: str | None) -> str:
 
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    """Wall seconds of one phase, reported as metadata so slow phases are visible in the UI."""
+    """Wall seconds of one phase (summed over chunks), reported as metadata so slow phases are
+    visible in the UI."""
     started = time.perf_counter()
     try:
         yield
     finally:
-        timings[name] = round(time.perf_counter() - started, 3)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+@dataclass
+class _Totals:
+    """Counts of a range run, summed over its chunks."""
+
+    rows_in: int = 0
+    published: int = 0
+    quarantined: int = 0
+    quarantined_by: Counter[str] = field(default_factory=Counter)
+
+    def add(self, result: SplitResult, published: WriteResult, rejected: WriteResult) -> None:
+        self.rows_in += result.rows_in
+        self.published += published.rows_written
+        self.quarantined += rejected.rows_written
+        self.quarantined_by.update(result.quarantined_by_rule)
+
+    def by_rule(self) -> dict[str, int]:
+        return dict(self.quarantined_by.most_common())
 
 
 def _column_lineage(

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     lineage_url: str | None = None
     lineage_namespace: str = "data-products"
     alert_webhook_url: str | None = None
+    chunk_rows: int = 1_000_000
+    """Row budget of one chunk of a range run (see ``data_products.lib.chunks``)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +41,7 @@ class Settings(BaseModel):
             lineage_url=os.environ.get("OPENLINEAGE_URL") or None,
             lineage_namespace=os.environ.get("OPENLINEAGE_NAMESPACE", "data-products"),
             alert_webhook_url=os.environ.get("DATA_PRODUCTS_ALERT_WEBHOOK_URL") or None,
+            chunk_rows=int(os.environ.get("DATA_PRODUCTS_CHUNK_ROWS") or 1_000_000),
         )
 
     @cached_property

@@ -66,7 +66,12 @@ def _materialise(instance: dg.DagsterInstance, start: str, end: str) -> SliceRun
 def env_guard() -> Iterator[None]:
     saved = {
         k: os.environ.get(k)
-        for k in ("DATA_PRODUCTS_HOME", "DAGSTER_HOME", "DATA_PRODUCTS_LINEAGE_TRANSPORT")
+        for k in (
+            "DATA_PRODUCTS_HOME",
+            "DAGSTER_HOME",
+            "DATA_PRODUCTS_LINEAGE_TRANSPORT",
+            "DATA_PRODUCTS_CHUNK_ROWS",
+        )
     }
     yield
     for key, value in saved.items():
@@ -80,6 +85,9 @@ def env_guard() -> Iterator[None]:
 def built(tmp_path_factory: pytest.TempPathFactory, env_guard: None) -> Iterator[Materialised]:
     home = tmp_path_factory.mktemp("pipeline")
     _use_home(home)
+    # A small chunk budget, so the range runs as several chunks per asset: the ground-truth
+    # comparisons below then cover chunked processing and the merged checks.
+    os.environ["DATA_PRODUCTS_CHUNK_ROWS"] = "350"
     generate(home / "landing", home / "truth", start=date(2026, 1, 1), days=3, rows_per_day=400)
     with dg.instance_for_test() as instance:
         run = _materialise(instance, START, END)
@@ -88,6 +96,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, env_guard: None) -> Iterator
 
 def test_the_range_runs_as_one_successful_run(built: Materialised) -> None:
     assert built.run.success, built.run.failed_steps
+    chunked = [c for c in built.run.checks if c.metadata.get("chunks") not in (None, "1")]
+    assert chunked, "the small chunk budget should split the range into chunks"
     assert built.run.skipped_assets == []
     assert built.run.gate_failures == []
     runs = built.instance.get_run_records()
@@ -238,8 +248,9 @@ def test_lineage_has_start_and_complete_for_every_asset_with_io_and_schema(
     # the Iceberg copy the contract publishes is an output too, under the file namespace
     iceberg = [o for o in silver_orders["outputs"] if o["namespace"] == "file"]
     assert len(iceberg) == 1 and iceberg[0]["name"].rstrip("/").endswith("orders")
-    assert iceberg[0]["outputFacets"]["outputStatistics"]["rowCount"] == (
-        out["outputFacets"]["outputStatistics"]["rowCount"]
+    assert (
+        iceberg[0]["outputFacets"]["outputStatistics"]["rowCount"]
+        == (out["outputFacets"]["outputStatistics"]["rowCount"])
     )
     gold = [o for e in by_type["COMPLETE"] for o in e["outputs"] if ".commerce_gold." in o["name"]]
     assert any("columnLineage" in o["facets"] for o in gold), "dbt column lineage missing"

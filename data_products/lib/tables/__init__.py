@@ -24,6 +24,7 @@ from data_products.lib.tables._common import (
     column_schema,
 )
 from data_products.lib.tables.duckdb import (
+    partition_row_counts,
     read_partitions,
     read_table,
     replace_partitions,
@@ -47,6 +48,7 @@ __all__ = [
     "column_schema",
     "extension_path",
     "load_extensions",
+    "partition_row_counts",
     "read_partitions",
     "read_table",
     "replace_partitions",

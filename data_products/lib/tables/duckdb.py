@@ -141,6 +141,30 @@ def read_partitions(
     ).pl()
 
 
+def partition_row_counts(
+    con: duckdb.DuckDBPyConnection,
+    dataset: DatasetName,
+    partition_values: Sequence[PartitionValue],
+    *,
+    partition_column: str = "partition_date",
+) -> dict[str, int]:
+    """Rows per partition key (keys with no rows are absent): lets a range run plan chunks
+    that fit in memory before reading anything."""
+    validate_column(partition_column, what=f"partition column of {dataset}")
+    selection = select_partitions(partition_values)
+    existing = _existing_columns(con, dataset, required=True)
+    dtype = _PARTITION_COLUMN_DTYPES.get(existing.get(partition_column, ""))
+    if dtype is None:
+        raise TableWriteError(f"{_qualified(dataset)} has no usable column {partition_column!r}")
+    literals = selection.literals_for(dtype, column=partition_column, dataset=dataset)
+    rows = con.execute(
+        f"SELECT CAST({_quote(partition_column)} AS VARCHAR), count(*) FROM {_qualified(dataset)} "
+        f"WHERE {_quote(partition_column)} IN (SELECT UNNEST($partitions)) GROUP BY 1",
+        {"partitions": literals},
+    ).fetchall()
+    return {str(key): int(count) for key, count in rows}
+
+
 def read_table(
     con: duckdb.DuckDBPyConnection, dataset: DatasetName, columns: Sequence[str] | None = None
 ) -> pl.DataFrame:
