@@ -246,8 +246,12 @@ def test_lineage_has_start_and_complete_for_every_asset_with_io_and_schema(
     assert out["outputFacets"]["outputStatistics"]["rowCount"] > 0
     assert "columnLineage" in out["facets"]
     # the Iceberg copy the contract publishes is an output too, under the file namespace
-    iceberg = [o for o in silver_orders["outputs"] if o["namespace"] == "file"]
-    assert len(iceberg) == 1 and iceberg[0]["name"].rstrip("/").endswith("orders")
+    iceberg = [
+        o
+        for o in silver_orders["outputs"]
+        if o["namespace"] == "file" and o["name"].rstrip("/").endswith("/orders")
+    ]
+    assert len(iceberg) == 1
     assert (
         iceberg[0]["outputFacets"]["outputStatistics"]["rowCount"]
         == (out["outputFacets"]["outputStatistics"]["rowCount"])

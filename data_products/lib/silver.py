@@ -1,0 +1,345 @@
+"""The silver factory: contract-governed datasets built from their inputs, split into published
+and quarantined rows, written atomically per partition and checked, in one step.
+
+A step has one or more *stages*. Each stage is one contract-governed dataset (plus its
+quarantine). Later stages may read what earlier stages produced in the same chunk, by keyword:
+``<dataset>`` is the stage's published frame and ``typed_<dataset>`` its typed frame. So order
+headers are derived from the very lines just typed, instead of typing millions of raw lines twice
+in two steps.
+
+A range run is processed in chunks under a row budget (``data_products.lib.chunks``); counts and
+timings are summed and the checks of every chunk merged, so the UI shows one materialisation and
+one evaluation per check for the run.
+"""
+
+import inspect
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from data_products.lib.chunks import merge_check_results, plan_chunks
+from data_products.lib.contracts import Contract, evaluate_checks, load_contract_for
+from data_products.lib.keys import DatasetName
+from data_products.lib.lineage.naming import REPLICAS_KEY
+from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
+from data_products.lib.quarantine import SplitResult, split
+from data_products.lib.settings import get_settings
+from data_products.lib.tables import (
+    WriteResult,
+    partition_row_counts,
+    read_partitions,
+    replace_partitions,
+)
+from resources.lake import LakeResource
+from resources.warehouse import WarehouseResource
+
+Lineage = Mapping[str, Sequence[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One dataset of a silver step.
+
+    ``build`` returns the typed frame (see ``data_products.lib.quarantine`` for the convention);
+    it is called with the keyword arguments it declares, taken from the step's inputs and the
+    frames of earlier stages. ``column_lineage`` maps an output column to its (input, column)
+    sources; columns not listed trace to a same-named column of the first input. ``after`` lists
+    datasets the contract's SQL rules query but ``build`` does not read, so the checks never run
+    before the tables they reference.
+    """
+
+    contract: str
+    build: Callable[..., pl.DataFrame]
+    column_lineage: Lineage = field(default_factory=dict)
+    after: Sequence[str] = ()
+
+
+@dataclass
+class _Compiled:
+    stage: Stage
+    contract: Contract
+    parameters: tuple[str, ...]
+
+    @property
+    def name(self) -> DatasetName:
+        return self.contract.dataset
+
+    @property
+    def quarantine(self) -> DatasetName:
+        name = self.name
+        return DatasetName(name.domain, name.layer, f"{name.name}_quarantine")
+
+
+def silver_contract_asset(
+    contract_key: str,
+    *,
+    inputs: Mapping[str, str],
+    build: Callable[..., pl.DataFrame],
+    partitions_def: dg.PartitionsDefinition,
+    column_lineage: Lineage | None = None,
+    after: Sequence[str] = (),
+) -> dg.AssetsDefinition:
+    """A single contract-governed dataset and its quarantine (a one-stage step)."""
+    stage = Stage(contract_key, build, column_lineage or {}, after)
+    return silver_contract_assets(inputs=inputs, stages=[stage], partitions_def=partitions_def)
+
+
+def silver_contract_assets(
+    *,
+    inputs: Mapping[str, str],
+    stages: Sequence[Stage],
+    partitions_def: dg.PartitionsDefinition,
+) -> dg.AssetsDefinition:
+    """Several contract-governed datasets (and their quarantines) built in one step, in order."""
+    input_keys = {alias: DatasetName.from_key(key) for alias, key in inputs.items()}
+    compiled = _compile(stages, input_keys)
+    first = compiled[0].name
+    specs: list[dg.AssetSpec] = []
+    check_specs: list[dg.AssetCheckSpec] = []
+    known = dict(input_keys)
+    for item in compiled:
+        specs.extend(_specs(item, known))
+        check_specs.extend(item.contract.check_specs())
+        known[item.name.name] = item.name
+
+    @dg.multi_asset(
+        name="__".join([first.domain, first.layer, *(c.name.name for c in compiled)]),
+        specs=specs,
+        check_specs=check_specs,
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        pool=WAREHOUSE_POOL,
+    )
+    def _silver(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
+    ):
+        keys = run_partition_keys(context)
+        runs = {c.name.name: _StageRun(c) for c in compiled}
+        with warehouse.connect() as con:
+            sizes = partition_row_counts(con, next(iter(input_keys.values())), _dates(keys))
+            chunks = plan_chunks(keys, sizes, get_settings().chunk_rows)
+            for number, chunk in enumerate(chunks, start=1):
+                if len(chunks) > 1:
+                    context.log.info(
+                        f"{first}: chunk {number}/{len(chunks)} {describe_keys(chunk)}"
+                    )
+                frames = {
+                    alias: read_partitions(con, dataset, _dates(chunk))
+                    for alias, dataset in input_keys.items()
+                }
+                for item in compiled:
+                    runs[item.name.name].process(con, lake, frames, chunk)
+                del frames
+        partitions = describe_keys(keys)
+        for run in runs.values():
+            context.log.info(f"{run.item.name} {partitions}: {run.summary()}")
+            yield from run.results(partitions, chunks=len(chunks))
+
+    return _silver
+
+
+class _StageRun:
+    """What one stage accumulates over the chunks of a run."""
+
+    def __init__(self, item: _Compiled) -> None:
+        self.item = item
+        self.timings: dict[str, float] = {}
+        self.rows_in = self.published_rows = self.quarantined_rows = 0
+        self.by_rule: Counter[str] = Counter()
+        self.checks: list[tuple[str, list[dg.AssetCheckResult]]] = []
+        self.last: tuple[WriteResult, WriteResult] | None = None
+        self.iceberg: WriteResult | None = None
+
+    def process(
+        self,
+        con: Any,
+        lake: LakeResource,
+        frames: dict[str, pl.DataFrame],
+        chunk: list[str],
+    ) -> None:
+        item, values = self.item, _dates(chunk)
+        with self._timed("build_s"):
+            typed = item.stage.build(**{p: frames[p] for p in item.parameters})
+        with self._timed("split_s"):
+            result = split(typed, item.contract)
+        with self._timed("write_s"):
+            published = replace_partitions(
+                con, item.name, result.published, partition_values=values
+            )
+            rejected = replace_partitions(
+                con, item.quarantine, result.quarantined, partition_values=values
+            )
+        with self._timed("checks_s"):
+            checks = evaluate_checks(item.contract, result, con=con, partition_keys=chunk)
+        self.checks.append((describe_keys(chunk), checks))
+        if item.contract.publishes_to_iceberg:
+            with self._timed("iceberg_s"):
+                self.iceberg = lake.iceberg().replace_partitions(
+                    item.name, result.published, partition_values=values
+                )
+        self._count(result, published, rejected)
+        # Later stages of the same chunk read these by keyword.
+        frames[item.name.name] = result.published
+        frames[f"typed_{item.name.name}"] = typed
+
+    def _count(self, result: SplitResult, published: WriteResult, rejected: WriteResult) -> None:
+        self.rows_in += result.rows_in
+        self.published_rows += published.rows_written
+        self.quarantined_rows += rejected.rows_written
+        self.by_rule.update(result.quarantined_by_rule)
+        self.last = (published, rejected)
+
+    @contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        """Wall seconds per phase, summed over chunks: slow phases are visible in the UI."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows_in} in, {self.published_rows} published, "
+            f"{self.quarantined_rows} quarantined"
+        )
+
+    def results(self, partitions: str, *, chunks: int) -> Iterator[Any]:
+        assert self.last is not None, "a run has at least one chunk"
+        published, rejected = self.last
+        replicas: dict[str, Any] = {}
+        if self.iceberg is not None:
+            replicas = {
+                "iceberg/table": f"{self.item.name.schema}.{self.item.name.name}",
+                "iceberg/snapshot_id": str(self.iceberg.snapshot_id),
+                REPLICAS_KEY: dg.MetadataValue.json([_file_uri(self.iceberg.location)]),
+            }
+        yield dg.MaterializeResult(
+            asset_key=self.item.name.asset_key,
+            metadata={
+                **published.metadata(),
+                **replicas,
+                "dagster/row_count": dg.MetadataValue.int(self.published_rows),
+                "partition_range": partitions,
+                "partitions": partitions,
+                "chunks": chunks,
+                "rows_in": self.rows_in,
+                "quarantined_rows": self.quarantined_rows,
+                "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
+                "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in self.timings.items()}),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=self.item.quarantine.asset_key,
+            metadata={
+                **rejected.metadata(),
+                "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
+                "partition_range": partitions,
+                "partitions": partitions,
+            },
+        )
+        yield from merge_check_results(self.checks, partitions=partitions)
+
+
+def _compile(stages: Sequence[Stage], inputs: Mapping[str, DatasetName]) -> list[_Compiled]:
+    """Load each stage's contract and check that ``build`` asks only for available frames."""
+    if not stages:
+        raise ValueError("a silver step needs at least one stage")
+    available = set(inputs)
+    compiled = []
+    for stage in stages:
+        contract = load_contract_for(stage.contract)
+        parameters = tuple(inspect.signature(stage.build).parameters)
+        unknown = [p for p in parameters if p not in available]
+        if unknown:
+            raise ValueError(
+                f"{contract.dataset}: build {getattr(stage.build, '__name__', stage.build)} asks "
+                f"for {unknown}, but only {sorted(available)} are available"
+            )
+        compiled.append(_Compiled(stage, contract, parameters))
+        available |= {contract.dataset.name, f"typed_{contract.dataset.name}"}
+    return compiled
+
+
+def _specs(item: _Compiled, known: Mapping[str, DatasetName]) -> list[dg.AssetSpec]:
+    contract, name = item.contract, item.name
+    deps = [known[p].asset_key for p in item.parameters if p in known] + [
+        DatasetName.from_key(key).asset_key for key in item.stage.after
+    ]
+    deps = list(dict.fromkeys(deps))
+    return [
+        dg.AssetSpec(
+            key=name.asset_key,
+            deps=deps,
+            group_name=name.domain,
+            owners=[contract.owner],
+            description=contract.description,
+            kinds={"polars", "duckdb"} | ({"iceberg"} if contract.publishes_to_iceberg else set()),
+            tags={"layer": name.layer, "tier": "curated", **contract.tags},
+            freshness_policy=contract.freshness_policy(),
+            metadata={
+                "dagster/table_name": f"warehouse.{name.table}",
+                "dagster/column_schema": contract.column_schema(),
+                "dagster/column_lineage": _column_lineage(
+                    contract, item, known, item.stage.column_lineage
+                ),
+                "contract": dg.MetadataValue.path(str(contract.path)),
+            },
+        ),
+        dg.AssetSpec(
+            key=item.quarantine.asset_key,
+            deps=deps,
+            group_name=name.domain,
+            owners=[contract.owner],
+            description=(
+                f"Rows rejected from {name} with the rule, reason, file and line: "
+                "nothing is dropped."
+            ),
+            kinds={"polars", "duckdb"},
+            tags={"layer": name.layer, "tier": "quarantine", QUARANTINE_ROLE_TAG: "quarantine"},
+            metadata={"dagster/table_name": f"warehouse.{item.quarantine.table}"},
+        ),
+    ]
+
+
+def _column_lineage(
+    contract: Contract, item: _Compiled, known: Mapping[str, DatasetName], explicit: Lineage
+) -> dg.TableColumnLineage:
+    """Column lineage for the table; Python assets declare theirs (dbt infers its own)."""
+    sources = [known[p] for p in item.parameters if p in known]
+    if not sources:
+        return dg.TableColumnLineage(deps_by_column={})
+    first = sources[0]
+    deps: dict[str, list[dg.TableColumnDep]] = {}
+    for column in contract.columns:
+        declared = explicit.get(column.name)
+        if declared is None:
+            deps[column.name] = [
+                dg.TableColumnDep(asset_key=first.asset_key, column_name=n)
+                for n in (column.name, *column.aliases)
+            ]
+        else:
+            deps[column.name] = [
+                dg.TableColumnDep(asset_key=known[alias].asset_key, column_name=col)
+                for alias, col in declared
+            ]
+    return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def _dates(keys: Sequence[str]) -> list[date]:
+    return [date.fromisoformat(key) for key in keys]
+
+
+def _file_uri(location: str | None) -> str:
+    """Iceberg reports a plain path for local warehouses; lineage wants a URI."""
+    if not location:
+        raise ValueError("the Iceberg writer reported no table location")
+    return location if "://" in location else f"file://{location}"
