@@ -23,11 +23,13 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class Receiver:
-    """A local HTTP endpoint that records JSON POST bodies (webhooks, OpenLineage HTTP)."""
+    """A local HTTP endpoint that records JSON POST bodies, paths and Authorization headers
+    (webhooks, OpenLineage HTTP); ``status`` other than 200 rejects and records nothing."""
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
         self.paths: list[str] = []
+        self.auth: list[str | None] = []
         self.status = 200
         received = self
 
@@ -38,6 +40,7 @@ class Receiver:
                 if received.status == 200:
                     received.bodies.append(json.loads(body))
                     received.paths.append(self.path)
+                    received.auth.append(self.headers.get("Authorization"))
                 self.send_response(received.status)
                 self.end_headers()
 

@@ -4,7 +4,6 @@ concurrent writers."""
 
 import json
 import multiprocessing
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from data_products.lib.lineage import (
 )
 from data_products.lib.lineage.transport import DailyFileConfig
 from data_products.lib.settings import get_settings
+from tests.conftest import Receiver
 
 SECRET = "sk-lineage-test-7f3a9c1e5b"
 
@@ -523,46 +523,11 @@ def test_with_lineage_is_idempotent_and_skips_external_assets() -> None:
 # -- transports -----------------------------------------------------------------------------
 
 
-class LineageServer:
-    """A local OpenLineage endpoint recording each POST's path, auth header and body."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str | None, dict[str, Any]]] = []
-        requests = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                requests.append((self.path, self.headers.get("Authorization"), json.loads(body)))
-                self.send_response(201)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-
-@pytest.fixture
-def lineage_server() -> Iterator[LineageServer]:
-    server = LineageServer()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
-
-
 def test_http_transport_posts_events_with_the_key_only_in_the_header(
-    data_home: Path, monkeypatch: pytest.MonkeyPatch, lineage_server: LineageServer
+    data_home: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
 ) -> None:
     monkeypatch.setenv("DATA_PRODUCTS_LINEAGE_TRANSPORT", "http")
-    monkeypatch.setenv("OPENLINEAGE_URL", lineage_server.url)
+    monkeypatch.setenv("OPENLINEAGE_URL", receiver.url)
     monkeypatch.setenv("OPENLINEAGE_API_KEY", SECRET)
 
     @dg.asset(key=["commerce", "silver", "customers"])
@@ -573,11 +538,11 @@ def test_http_transport_posts_events_with_the_key_only_in_the_header(
         [with_lineage(customers)], instance=dg.DagsterInstance.ephemeral()
     ).success
 
-    assert [(path, auth) for path, auth, _ in lineage_server.requests] == [
+    assert list(zip(receiver.paths, receiver.auth, strict=True)) == [
         ("/api/v1/lineage", f"Bearer {SECRET}"),
         ("/api/v1/lineage", f"Bearer {SECRET}"),
     ]
-    bodies = [body for _, _, body in lineage_server.requests]
+    bodies = receiver.bodies
     assert [(b["eventType"], b["job"]["name"]) for b in bodies] == [
         ("START", "commerce.silver.customers"),
         ("COMPLETE", "commerce.silver.customers"),
