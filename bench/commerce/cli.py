@@ -81,16 +81,20 @@ def print_outcome(outcome: BenchOutcome, rows_per_day: int, days: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    outcome = run_benchmark(
-        home=args.home,
-        rows_per_day=args.rows_per_day,
-        days=args.days,
-        start=args.start,
-        seed=args.seed,
-        implementations=args.only,
-        regenerate=args.regenerate,
-    )
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        outcome = run_benchmark(
+            home=args.home,
+            rows_per_day=args.rows_per_day,
+            days=args.days,
+            start=args.start,
+            seed=args.seed,
+            implementations=args.only,
+            regenerate=args.regenerate,
+        )
+    except ValueError as exc:  # bad arguments: say which, no traceback
+        parser.error(str(exc))
     print_outcome(outcome, args.rows_per_day, args.days)
     if not outcome.ok:
         return 1

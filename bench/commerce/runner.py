@@ -21,7 +21,7 @@ from typing import Any
 from bench.commerce import guard, report
 from bench.commerce.layout import IMPLEMENTATIONS, BenchLayout, BenchRange
 from bench.commerce.measure import run_child
-from data_products.lib.settings import REPO_ROOT
+from data_products.lib.settings import REPO_ROOT, get_settings
 
 _GENERATOR = REPO_ROOT / "assets" / "commerce" / "generator.py"
 
@@ -138,9 +138,11 @@ def run_implementation(
         quiet=quiet,
     )
     path = layout.result_path(implementation)
-    result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    if not path.exists():
-        result = {"success": False, "error": f"no {path.name}: the process died"}
+    result: dict[str, Any] = (
+        json.loads(path.read_text())
+        if path.exists()
+        else {"success": False, "error": f"no {path.name}: the process died"}
+    )
     return report.Measured(implementation, child, result)
 
 
@@ -165,6 +167,11 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"unknown implementations {sorted(unknown)}: {IMPLEMENTATIONS}")
     layout = BenchLayout(home.resolve())
+    if layout.home == get_settings().home:
+        raise ValueError(
+            f"--home {layout.home} is the data home (DATA_PRODUCTS_HOME): give the benchmark "
+            "a folder of its own"
+        )
     bench_range = BenchRange(start, days)
     ensure_drops(layout, bench_range, rows_per_day, seed, regenerate=regenerate, say=say)
 
