@@ -18,9 +18,7 @@ files and sends SQL. Each layer mirrors the platform's semantics (MODEL.md, the 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,11 @@ from typing import Any
 import duckdb
 
 from bench.commerce import model as m
+from bench.commerce.clock import Clock, Progress
 from bench.commerce.gold_tests import GOLD_TESTS, failing_rows_sql
 from bench.commerce.layout import DATASETS, BenchLayout, BenchRange, drop_files
 from data_products.lib.keys import validate_column
 
-Progress = Callable[[str], None]
 BRONZE, SILVER, GOLD = "commerce_bronze", "commerce_silver", "commerce_gold"
 _WHITESPACE = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 _SORT_SHIFT = 4_294_967_296  # file index * 2^32 + line: one BIGINT orders rows by (file, line)
@@ -85,25 +83,9 @@ CREATE OR REPLACE TEMP MACRO surrogate_key(s) AS CAST(('0x' || left(md5(s), 15))
 """
 
 
-class _Clock:
-    """Phase timings, reported in the result."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.phases: dict[str, float] = {}
-        self.progress = progress
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        elapsed = time.perf_counter() - started
-        self.phases[name] = self.phases.get(name, 0.0) + elapsed
-        self.progress(f"{name}: {elapsed:.1f} s")
-
-
 def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dict[str, Any]:
     """Bronze, silver, gold and checks for the range, in one DuckDB connection."""
-    clock = _Clock(progress)
+    clock = Clock(progress)
     con = duckdb.connect(
         str(layout.warehouse("duckdb")), config={"autoinstall_known_extensions": False}
     )

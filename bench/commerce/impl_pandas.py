@@ -14,9 +14,7 @@ import hashlib
 import json
 import math
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from bench.commerce import model as m
+from bench.commerce.clock import Clock, Progress
 from bench.commerce.gold_tests import GOLD_TESTS, failing_rows_pandas
 from bench.commerce.layout import DATASETS, BenchLayout, BenchRange, drop_files
 
-Progress = Callable[[str], None]
 Rules = dict[str, pd.Series]
 
 _NOISE = re.compile(m.NUMBER_NOISE)
@@ -106,20 +104,6 @@ def mismatch(series: pd.Series, pattern: str) -> pd.Series:
     return ~series.str.fullmatch(pattern, na=True).astype(bool)
 
 
-class _Clock:
-    def __init__(self, progress: Progress) -> None:
-        self.phases: dict[str, float] = {}
-        self.progress = progress
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        yield
-        elapsed = time.perf_counter() - started
-        self.phases[name] = self.phases.get(name, 0.0) + elapsed
-        self.progress(f"{name}: {elapsed:.1f} s")
-
-
 class _Writer:
     """Tables as ``<schema>.<table>.parquet``, the pandas stand-in for a warehouse."""
 
@@ -132,7 +116,7 @@ class _Writer:
 
 
 def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dict[str, Any]:
-    clock = _Clock(progress)
+    clock = Clock(progress)
     out = _Writer(layout.parquet_dir("pandas"))
     with clock.phase("bronze"):
         bronze = {ds: _read_bronze(layout, ds, bench_range) for ds in DATASETS}

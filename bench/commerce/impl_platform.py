@@ -18,14 +18,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.commerce.clock import Progress
 from bench.commerce.layout import BenchLayout, BenchRange
-
-Progress = Callable[[str], None]
 
 
 def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dict[str, Any]:
