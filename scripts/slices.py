@@ -21,6 +21,17 @@ def run_all_slices(*, log: bool = True) -> list[SliceRun]:
         prepared = domain.demo.run_prepare()
         if log and prepared:
             print(f"[{name}] sources: {prepared}")
+        runner = domain.demo.resolve_runner()
+        if runner is not None:
+            if log:
+                print(f"[{name}] running its micro-batches …", flush=True)
+            batches: list[SliceRun] = runner(defs, instance)
+            if log:
+                ok = sum(run.success for run in batches)
+                print(f"[{name}] {len(batches)} runs, {ok} succeeded")
+            runs.extend(batches)
+            continue
+        assert domain.demo.start is not None and domain.demo.end is not None
         if log:
             print(
                 f"[{name}] materialising {domain.demo.start}...{domain.demo.end} as one run …",

@@ -5,11 +5,13 @@ file; definitions and tests read owners and descriptions from here rather than f
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from data_products.lib.keys import DatasetName, validate_identifier, validate_partition_key
 
@@ -34,28 +36,52 @@ class DataProduct(BaseModel):
 class DemoSlice(BaseModel):
     """The small slice ``make demo`` and ``make checks`` materialise for this domain.
 
-    ``prepare`` names a ``module:function`` that lands the slice's source data (generators for
-    synthetic domains); it takes the first and last partition keys as strings.
+    Partitioned domains give ``start`` and ``end``: the slice is one single-run backfill of the
+    domain's group over that range. ``prepare`` names a ``module:function`` that lands the slice's
+    source data first (generators for synthetic domains); it takes the first and last partition
+    keys as strings (``None`` for a domain without a range).
+
+    Domains whose data arrives as micro-batches (an event log, a replication slot) are not a range:
+    they name a ``runner`` instead, a ``module:function`` called as ``runner(defs, instance)`` that
+    drives their batches and returns the ``SliceRun`` of every run it launched.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    start: str
-    end: str
+    start: str | None = None
+    end: str | None = None
     prepare: str | None = None
+    runner: str | None = None
 
     @field_validator("start", "end", mode="before")
     @classmethod
-    def _valid_key(cls, key: object) -> str:
-        return validate_partition_key(str(key))
+    def _valid_key(cls, key: object) -> str | None:
+        return None if key is None else validate_partition_key(str(key))
+
+    @model_validator(mode="after")
+    def _range_or_runner(self) -> DemoSlice:
+        if (self.start is None) != (self.end is None):
+            raise ValueError("demo: give both start and end, or neither")
+        if self.start is None and self.runner is None:
+            raise ValueError("demo: give a partition range (start, end) or a runner")
+        for reference in (self.prepare, self.runner):
+            if reference is not None and ":" not in reference:
+                raise ValueError(f"demo: {reference!r} is not of the form module:function")
+        return self
 
     def run_prepare(self) -> str | None:
         """Call ``prepare`` and return what it reports (a one-line summary)."""
         if self.prepare is None:
             return None
-        module_name, _, attribute = self.prepare.partition(":")
-        function = getattr(importlib.import_module(module_name), attribute)
-        return function(self.start, self.end)
+        return _resolve(self.prepare)(self.start, self.end)
+
+    def resolve_runner(self) -> Callable[..., Any] | None:
+        return None if self.runner is None else _resolve(self.runner)
+
+
+def _resolve(reference: str) -> Callable[..., Any]:
+    module_name, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 class Domain(BaseModel):

@@ -119,3 +119,14 @@ def test_domain_descriptors_load() -> None:
     assert all(p.startswith("commerce/") for p in ports)
     with pytest.raises(ValueError, match="invalid partition key"):
         DemoSlice(start="2026-13-01", end="2026-01-02")
+
+
+def test_demo_slice_is_a_range_or_a_runner() -> None:
+    assert DemoSlice(runner="scripts.slices:run_all_slices").resolve_runner() is not None
+    assert DemoSlice(start="2026-01-01", end="2026-01-02").resolve_runner() is None
+    with pytest.raises(ValueError, match="range"):
+        DemoSlice()
+    with pytest.raises(ValueError, match="both start and end"):
+        DemoSlice(start="2026-01-01", runner="scripts.slices:run_all_slices")
+    with pytest.raises(ValueError, match="module:function"):
+        DemoSlice(runner="scripts.slices.run_all_slices")
