@@ -16,7 +16,7 @@ from data_products.lib.keys import DatasetName
 from data_products.lib.landing import drop_files, read_landing
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
 from data_products.lib.settings import get_settings
-from data_products.lib.tables import replace_partitions
+from data_products.lib.tables.files import lake_files
 from resources.warehouse import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse"
@@ -73,6 +73,7 @@ def bronze_landing_asset(
             )
         files: dict[str, int] = {}
         rows = 0
+        store = lake_files()
         with warehouse.connect() as con:
             # One day at a time: a day is the unit of atomic replacement, and a range run's
             # memory stays that of its largest day.
@@ -81,7 +82,7 @@ def bronze_landing_asset(
                 for path, count in read.files.items():
                     context.log.info(f"{name}: {path}: {count} rows")
                 files.update(read.files)
-                written = replace_partitions(
+                written = store.replace_partitions(
                     con, name, read.frame, partition_values=_partition_values([key])
                 )
                 rows += written.rows_written

@@ -59,6 +59,11 @@ class Settings(BaseModel):
         return self.home / "lake"
 
     @cached_property
+    def lake_files(self) -> Path:
+        """Bronze and silver partitions as Parquet (``data_products.lib.tables.files``)."""
+        return self.lake / "files"
+
+    @cached_property
     def iceberg_warehouse(self) -> Path:
         return self.lake / "iceberg"
 
@@ -72,7 +77,8 @@ class Settings(BaseModel):
 
     @cached_property
     def warehouse_path(self) -> Path:
-        """The DuckDB warehouse file: silver and gold tables, schema ``<domain>_<layer>``."""
+        """The DuckDB warehouse file: gold tables, and views over the bronze and silver files;
+        schema ``<domain>_<layer>``."""
         return self.home / "warehouse.duckdb"
 
     @cached_property

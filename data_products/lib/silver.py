@@ -33,11 +33,12 @@ from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
 from data_products.lib.quarantine import SplitResult, split
 from data_products.lib.settings import get_settings
 from data_products.lib.tables import (
+    PartitionedFiles,
     WriteResult,
     partition_row_counts,
     read_partitions,
-    replace_partitions,
 )
+from data_products.lib.tables.files import lake_files
 from resources.lake import LakeResource
 from resources.warehouse import WarehouseResource
 
@@ -122,9 +123,10 @@ def silver_contract_assets(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
     ):
         keys = run_partition_keys(context)
-        runs = {c.name.name: _StageRun(c) for c in compiled}
+        store = lake_files()
+        runs = {c.name.name: _StageRun(c, store) for c in compiled}
         with warehouse.connect() as con:
-            sizes = partition_row_counts(con, next(iter(input_keys.values())), _dates(keys))
+            sizes = _input_row_counts(con, store, next(iter(input_keys.values())), _dates(keys))
             chunks = plan_chunks(keys, sizes, get_settings().chunk_rows)
             for number, chunk in enumerate(chunks, start=1):
                 if len(chunks) > 1:
@@ -132,7 +134,7 @@ def silver_contract_assets(
                         f"{first}: chunk {number}/{len(chunks)} {describe_keys(chunk)}"
                     )
                 frames = {
-                    alias: read_partitions(con, dataset, _dates(chunk))
+                    alias: _read_input(con, store, dataset, _dates(chunk))
                     for alias, dataset in input_keys.items()
                 }
                 for item in compiled:
@@ -149,8 +151,9 @@ def silver_contract_assets(
 class _StageRun:
     """What one stage accumulates over the chunks of a run."""
 
-    def __init__(self, item: _Compiled) -> None:
+    def __init__(self, item: _Compiled, store: PartitionedFiles) -> None:
         self.item = item
+        self.store = store
         self.timings: dict[str, float] = {}
         self.rows_in = self.published_rows = self.quarantined_rows = 0
         self.by_rule: Counter[str] = Counter()
@@ -171,10 +174,10 @@ class _StageRun:
         with self._timed("split_s"):
             result = split(typed, item.contract)
         with self._timed("write_s"):
-            published = replace_partitions(
+            published = self.store.replace_partitions(
                 con, item.name, result.published, partition_values=values
             )
-            rejected = replace_partitions(
+            rejected = self.store.replace_partitions(
                 con, item.quarantine, result.quarantined, partition_values=values
             )
         with self._timed("checks_s"):
@@ -332,6 +335,24 @@ def _column_lineage(
                 for alias, col in declared
             ]
     return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def _read_input(
+    con: Any, store: PartitionedFiles, dataset: DatasetName, values: Sequence[date]
+) -> pl.DataFrame:
+    """An input's partitions from the lake files, or from the warehouse for a dataset that an
+    asset outside the factories wrote there."""
+    if store.exists(dataset):
+        return store.read_partitions(dataset, values)
+    return read_partitions(con, dataset, values)
+
+
+def _input_row_counts(
+    con: Any, store: PartitionedFiles, dataset: DatasetName, values: Sequence[date]
+) -> dict[str, int]:
+    if store.exists(dataset):
+        return store.partition_row_counts(dataset, values)
+    return partition_row_counts(con, dataset, values)
 
 
 def _dates(keys: Sequence[str]) -> list[date]:

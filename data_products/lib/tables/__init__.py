@@ -1,4 +1,5 @@
-"""The table writer: atomic, idempotent partition (and range) replaces in DuckDB and Iceberg.
+"""The table writers: atomic, idempotent partition (and range) replaces in DuckDB, in Parquet
+files under the lake (bronze and silver, with warehouse views; see ``files``) and in Iceberg.
 
 Every dataset write in the platform goes through here, so the rules are enforced once:
 identifiers and partition keys validated before any SQL or path, every row inside the partitions
@@ -32,6 +33,7 @@ from data_products.lib.tables.duckdb import (
     table_exists,
 )
 from data_products.lib.tables.extensions import KNOWN_EXTENSIONS, extension_path, load_extensions
+from data_products.lib.tables.files import PartitionedFiles
 
 if TYPE_CHECKING:
     from data_products.lib.tables.iceberg import IcebergTables
@@ -41,6 +43,7 @@ __all__ = [
     "IcebergTables",
     "PartitionMismatchError",
     "PartitionValue",
+    "PartitionedFiles",
     "SchemaEvolutionError",
     "TableNotFoundError",
     "TableWriteError",
