@@ -371,16 +371,24 @@ def build_orders(typed_lines: pl.DataFrame, published_lines: pl.DataFrame) -> pl
         *ORDER_HEADER_FIELDS, "_source_file", "_source_line", "_raw_record", "_extra_columns",
         *(raw(c) for c in ("order_id", "customer_id", "order_ts", "status", "currency")),
     ]  # fmt: skip
-    headers = (
+    # Polars' sort is stable, so after it the first row of an order is its first delivered line;
+    # ``unique(keep="first")`` then picks the header fields without aggregating every column.
+    lines = (
         typed_lines.lazy()
         .select(*keys, "line_no", *first_of)
         .sort("partition_date", "_source_file", "_source_line", maintain_order=True)
-        .join(published_keys, on=[*keys, "line_no"], how="left", maintain_order="left")
-        .group_by(keys, maintain_order=True)
-        .agg(
-            pl.col(first_of).first(),
-            _lines_complete=pl.col("_published").fill_null(False).all(),
-        )
+    )
+    complete = (
+        lines.select(*keys, "line_no")
+        .join(published_keys, on=[*keys, "line_no"], how="left")
+        .group_by(keys)
+        .agg(_lines_complete=pl.col("_published").fill_null(False).all())
+    )
+    headers = (
+        lines.unique(subset=keys, keep="first", maintain_order=True)
+        .drop("line_no")
+        # An empty order_id forms one header too (null keys group together), so match it here.
+        .join(complete, on=keys, how="left", maintain_order="left", nulls_equal=True)
         .join(totals, on=keys, how="left", maintain_order="left")
         .with_columns(line_count=pl.col("line_count").fill_null(0), _in_partition=_in_partition())
     )
