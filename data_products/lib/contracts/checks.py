@@ -532,7 +532,16 @@ class _Context:
         if self.con is None or not self._table_exists(table):
             return None
         columns = ", ".join(key)
-        grouped = f"SELECT {columns}, count(*) AS n FROM {table} GROUP BY ALL HAVING count(*) > 1"
+        # Only keys that occur in the checked partitions can have gained a duplicate in this
+        # run, so the table is semi-joined to them before grouping: grouping the whole table
+        # for every chunk made a long backfill quadratic (15 s of a 7-day benchmark run).
+        scoped = (
+            f"{table} SEMI JOIN (SELECT DISTINCT {columns} FROM {table} "
+            f"WHERE {self._partition_filter()}) AS run_keys USING ({columns})"
+            if self.keys
+            else table
+        )
+        grouped = f"SELECT {columns}, count(*) AS n FROM {scoped} GROUP BY ALL HAVING count(*) > 1"
         row = self.con.execute(f"SELECT count(*) FROM ({grouped})").fetchone()
         count = int(row[0]) if row else 0
         examples: list[dict[str, Any]] = []
