@@ -4,6 +4,9 @@ SHELL := /bin/bash
 
 export DATA_PRODUCTS_HOME ?= $(CURDIR)/.data
 export DAGSTER_HOME ?= $(DATA_PRODUCTS_HOME)/dagster_home
+# The embedded PostgreSQL's password (CDC source): the environment's, else the 0600 file that
+# `make install` generates under the data home. Expanded when a recipe runs; never echoed.
+export DATA_PRODUCTS_POSTGRES_PASSWORD ?= $(shell cat $(DATA_PRODUCTS_HOME)/postgres.password 2>/dev/null)
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python

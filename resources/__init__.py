@@ -5,9 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from resources.lake import LakeResource
+from resources.postgres import PostgresResource, postgres_resource
 from resources.warehouse import WarehouseResource
 
-__all__ = ["LakeResource", "WarehouseResource", "default_resources"]
+__all__ = ["LakeResource", "PostgresResource", "WarehouseResource", "default_resources"]
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -17,4 +18,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     """
     from data_products.lib.dbt import dbt_resource  # dbt import is slow: only when building defs
 
-    return {"warehouse": WarehouseResource(), "lake": LakeResource(), "dbt": dbt_resource()}
+    return {
+        "warehouse": WarehouseResource(),
+        "lake": LakeResource(),
+        "dbt": dbt_resource(),
+        "postgres": postgres_resource(),
+    }

@@ -80,6 +80,16 @@ def test_partitioned_assets_backfill_as_one_run(defs: dg.Definitions) -> None:
             assert policy is not None and policy.max_partitions_per_run is None, node.key
 
 
+def test_source_layer_is_external_and_every_external_asset_is_a_source(
+    defs: dg.Definitions,
+) -> None:
+    for node in defs.resolve_asset_graph().asset_nodes:
+        name = DatasetName.from_key(node.key)
+        assert (name.layer == "source") == (not node.is_materializable), node.key
+        if name.layer == "source":
+            assert node.metadata.get("dagster/uri"), f"{node.key}: a source names where it lives"
+
+
 def test_every_asset_has_checks_or_is_bronze(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     checked = {check.asset_key for check in graph.asset_check_keys}

@@ -36,4 +36,9 @@ def ensure_dagster_home(settings: Settings | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    # `make install`: the instance, and the embedded PostgreSQL's password file (see
+    # resources.postgres.ensure_password), so `make dev` can export it before the UI starts.
+    from resources.postgres import ensure_password
+
+    ensure_password()
     print(ensure_dagster_home())

@@ -12,7 +12,10 @@ from datetime import date, datetime
 
 import dagster as dg
 
-LAYERS: tuple[str, ...] = ("bronze", "silver", "gold", "serving")
+LAYERS: tuple[str, ...] = ("source", "bronze", "silver", "gold", "serving")
+"""``source`` names systems the platform reads but does not write (a PostgreSQL table behind a
+replication slot): external assets only, so lineage starts at the real origin. A test enforces
+that nothing materialises a ``source`` key."""
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # Columns may also start with "_": the platform's own metadata columns (_source_file, ...) do, so

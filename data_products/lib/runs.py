@@ -6,7 +6,7 @@ run the same way: a run fails when any ERROR-severity check fails or any step fa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -54,20 +54,51 @@ def materialize_slice(
     log_level: str = "INFO",
 ) -> SliceRun:
     """One run over the partition range ``start...end`` (a single-run backfill), in-process."""
-    job = defs.resolve_implicit_global_asset_job_def()
-    asset_graph = defs.resolve_asset_graph()
-    keys = selection.resolve(asset_graph)
-    result = job.execute_in_process(
+    keys = selection.resolve(defs.resolve_asset_graph())
+    return materialize_batch(
+        defs,
+        list(keys),
         instance=instance,
-        asset_selection=list(keys),
         tags={
             "dagster/asset_partition_range_start": start,
             "dagster/asset_partition_range_end": end,
         },
+        label=f"{start}...{end}",
+        log_level=log_level,
+    )
+
+
+def materialize_batch(
+    defs: dg.Definitions,
+    keys: Sequence[dg.AssetKey],
+    *,
+    instance: dg.DagsterInstance,
+    tags: Mapping[str, str] | None = None,
+    label: str = "batch",
+    log_level: str = "INFO",
+) -> SliceRun:
+    """One in-process run of ``keys`` with ``tags``, judged like a slice run.
+
+    Micro-batch domains (CDC, streams) have no partition range: a batch is identified by its run
+    tags (an LSN or offset range), and ``label`` names it in :attr:`SliceRun.partitions`.
+    """
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=list(keys),
+        tags=dict(tags or {}),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    run = SliceRun(run_id=result.run_id, success=result.success, partitions=f"{start}...{end}")
+    return collect_run(result, keys, label=label)
+
+
+def collect_run(
+    result: dg.ExecuteInProcessResult, keys: Sequence[dg.AssetKey], *, label: str
+) -> SliceRun:
+    """What a finished in-process run materialised, which steps failed, what every check said,
+    and which selected assets were not materialised (upstream failed or a check blocked)."""
+    run = SliceRun(run_id=result.run_id, success=result.success, partitions=label)
     for event in result.all_events:
         if event.is_step_materialization:
             run.materialized.append(event.asset_key.to_user_string())
