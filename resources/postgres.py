@@ -37,7 +37,9 @@ class PostgresResource(dg.ConfigurableResource):
     slot: str = Field(default="cdc_inventory", description="Logical replication slot name.")
     publication: str = Field(default="cdc_inventory", description="Publication of the tables.")
     max_batch_changes: int = Field(
-        default=200_000, ge=1, description="Upper bound of one micro-batch (whole transactions)."
+        default=50_000,
+        ge=1,
+        description="Upper bound of one micro-batch (whole transactions): keeps lag bounded.",
     )
     managed: bool = Field(
         default=True, description="Start the embedded server on demand (False: it is external)."

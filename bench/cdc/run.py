@@ -7,7 +7,6 @@ import json
 import resource
 import secrets
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -19,7 +18,7 @@ import psycopg
 from pyiceberg.catalog.sql import SqlCatalog
 
 from bench.commerce.clock import Clock
-from data_products.lib.cdc.pipeline import BatchResult, CdcPipeline
+from data_products.lib.cdc.pipeline import MAX_BATCH_CHANGES, BatchResult, CdcPipeline
 from data_products.lib.cdc.source import SlotSource
 from data_products.lib.postgres_server import PostgresServer, free_port
 
@@ -71,12 +70,41 @@ def sustained_writer(conninfo: str, rows: int, stop: threading.Event, per_tx: in
             time.sleep(0.05)
 
 
-def rates(result: BatchResult) -> dict[str, float]:
-    return {
-        sink: round(result.changes / seconds) if seconds else 0.0
-        for sink, seconds in result.seconds.items()
-        if sink in ("iceberg", "delta", "history")
-    }
+SINKS = ("iceberg", "delta", "history")
+STEPS = ("decode", "frames", *SINKS)
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process so far (every thread: Arrow, pyiceberg and delta-rs write
+    from worker threads). PostgreSQL's own CPU is in its server processes, not counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rates(changes: int, seconds: dict[str, float]) -> dict[str, float]:
+    return {s: round(changes / seconds[s]) for s in SINKS if seconds.get(s)}
+
+
+def summed(results: list[BatchResult], attribute: str) -> dict[str, float]:
+    return {s: sum(getattr(r, attribute).get(s, 0.0) for r in results) for s in STEPS}
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def wal_lag_bytes(conninfo: str, slot: str) -> int:
+    """How far the slot's confirmed position is behind the WAL being written, in bytes."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=30.0, help="sustained phase length")
     parser.add_argument("--per-tx", type=int, default=500, help="sustained: updates per tx")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=MAX_BATCH_CHANGES,
+        help="sustained: cap of one micro-batch (pgoutput messages, whole transactions)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     clock = Clock(lambda line: print(f"  {line}", file=sys.stderr, flush=True))
@@ -117,16 +151,19 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(2):
                 next_id = one_percent(conn, args.rows, next_id)
                 with clock.phase("1% batch"):
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), cpu_now()
                     result = pipeline.run_batch()
-                    wall = time.perf_counter() - started
+                    wall, cpu = time.perf_counter() - started, cpu_now() - cpu
                 batches.append(
                     {
                         "changes": result.changes,
                         "keys": result.tables["items"].keys,
                         "wall_seconds": round(wall, 2),
-                        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
-                        "changes_per_second": rates(result),
+                        "cpu_seconds": round(cpu, 2),
+                        "step_wall_seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+                        "step_cpu_seconds": {k: round(v, 2) for k, v in result.cpu_seconds.items()},
+                        "changes_per_second_wall": rates(result.changes, result.seconds),
+                        "changes_per_second_cpu": rates(result.changes, result.cpu_seconds),
                     }
                 )
             figures["one_percent_batches"] = batches
@@ -135,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         writer = threading.Thread(
             target=sustained_writer, args=(conninfo, args.rows, stop, args.per_tx), daemon=True
         )
-        lags: list[float] = []
+        lag_seconds: list[float] = []
+        lag_bytes: list[int] = []
         sustained: list[BatchResult] = []
+        cpu = cpu_now()
         with clock.phase("sustained"):
             writer.start()
             deadline = time.monotonic() + args.seconds
@@ -144,39 +183,51 @@ def main(argv: list[str] | None = None) -> int:
                 if time.monotonic() >= deadline and not stop.is_set():
                     stop.set()
                     writer.join()
-                result = pipeline.run_batch(max_changes=100_000)
+                lag_bytes.append(wal_lag_bytes(conninfo, "bench"))
+                result = pipeline.run_batch(max_changes=args.max_batch)
                 done = datetime.now(UTC)
-                lags += [(done - t).total_seconds() for t in result.commit_times]
+                lag_seconds += [(done - t).total_seconds() for t in result.commit_times]
                 if result.changes:
                     sustained.append(result)
                 elif stop.is_set():
                     break
                 else:
                     time.sleep(0.2)
+        cpu = cpu_now() - cpu
         total = sum(r.changes for r in sustained)
-        per_sink = {
-            sink: round(total / sum(r.seconds.get(sink, 0.0) for r in sustained))
-            for sink in ("iceberg", "delta", "history")
-        }
         elapsed = clock.phases["sustained"]
+        sizes = [r.changes for r in sustained]
         figures["sustained"] = {
             "seconds": round(elapsed, 1),
+            "cpu_seconds": round(cpu, 1),
             "batches": len(sustained),
+            "max_batch": args.max_batch,
+            "batch_changes_p50": percentile(sizes, 0.5),
+            "batch_changes_max": max(sizes, default=0),
             "changes": total,
             "end_to_end_changes_per_second": round(total / elapsed),
-            "sink_changes_per_second": per_sink,
-            "lag_p50_seconds": round(statistics.median(lags), 2) if lags else None,
-            "lag_p95_seconds": round(statistics.quantiles(lags, n=20)[-1], 2)
-            if len(lags) > 1
-            else None,
+            "sink_changes_per_second_wall": rates(total, summed(sustained, "seconds")),
+            "sink_changes_per_second_cpu": rates(total, summed(sustained, "cpu_seconds")),
+            "step_cpu_seconds": {
+                k: round(v, 1) for k, v in summed(sustained, "cpu_seconds").items()
+            },
+            "lag_p50_seconds": _round(percentile(lag_seconds, 0.5)),
+            "lag_p95_seconds": _round(percentile(lag_seconds, 0.95)),
+            "lag_p50_bytes": percentile(lag_bytes, 0.5),
+            "lag_p95_bytes": percentile(lag_bytes, 0.95),
         }
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         figures["phases"] = {k: round(v, 1) for k, v in clock.phases.items()}
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    figures["cpu_seconds_total"] = round(cpu_now(), 1)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text)
     return 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
