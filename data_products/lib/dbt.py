@@ -22,8 +22,9 @@ about 4 s), with the run's partition range and the warehouse path passed as ``--
 # No `from __future__ import annotations`: dagster inspects the asset function's annotations
 # to find its context and resources, and does not resolve them from strings.
 import json
-import tempfile
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import LAYERS, DatasetName, validate_identifier
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
 
 MARTS_FOLDER = "marts"
@@ -208,20 +210,51 @@ def dbt_resource(project: DbtProject = DBT_PROJECT) -> DbtCliResource:
     return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
 
 
-def dbt_build_vars(partition_keys: Sequence[str], warehouse_path: Path) -> dict[str, str]:
-    """``--vars`` for one run: its first and last day and the warehouse file.
+RANGE_ENV = ("DATA_PRODUCTS_DBT_MIN_DATE", "DATA_PRODUCTS_DBT_MAX_DATE")
+"""Where the run's first and last day reach dbt (``macros/run_date_range.sql``)."""
 
-    The warehouse goes in as a var rather than an environment variable because
-    ``DbtCliResource.cli`` has no per-call environment, and setting ``os.environ`` would leak
-    into every other run of the process; profiles.yml reads ``var('warehouse_path')``, and
-    dagster-dbt's in-process adapter (row counts, column metadata) parses the same vars.
-    An empty key list (an unpartitioned run) leaves the project defaults: all history.
+
+def dbt_build_vars(warehouse_path: Path) -> dict[str, str]:
+    """``--vars`` for one run: the warehouse file, constant for a data home.
+
+    The warehouse goes in as a var because profiles.yml needs it and dagster-dbt's in-process
+    adapter (row counts, column metadata) parses the same vars. The run's days do not: a var
+    that changes from run to run voids dbt's partial parsing (a full parse is ~2.5 s more per
+    run), so they travel in the environment instead (:func:`dbt_range_env`).
     """
-    dbt_vars = {"warehouse_path": str(warehouse_path)}
-    if partition_keys:
-        days = sorted(key[:10] for key in partition_keys)  # hourly keys cover their days
-        dbt_vars |= {"min_date": days[0], "max_date": days[-1]}
-    return dbt_vars
+    return {"warehouse_path": str(warehouse_path)}
+
+
+def dbt_range_env(partition_keys: Sequence[str]) -> dict[str, str | None]:
+    """The run's first and last day for ``run_date_range``; ``None`` (unset) for an unpartitioned
+    run, which leaves the project defaults: all history."""
+    if not partition_keys:
+        return dict.fromkeys(RANGE_ENV)
+    days = sorted(key[:10] for key in partition_keys)  # hourly keys cover their days
+    return dict(zip(RANGE_ENV, (days[0], days[-1]), strict=True))
+
+
+@contextmanager
+def _process_environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or unset, for ``None``) variables while the dbt process is spawned, then restore.
+
+    ``DbtCliResource.cli`` copies ``os.environ`` into the subprocess when it starts it and has no
+    per-call environment; steps of a run execute one at a time, so the window is safe.
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def release_warehouse(invocation: DbtCliInvocation) -> None:
@@ -319,20 +352,24 @@ def domain_dbt_assets(
         keys = run_partition_keys(context) if partitions_def is not None else []
         warehouse_path = warehouse.database_path()
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)
-        dbt_vars = dbt_build_vars(keys, warehouse_path)
-        context.log.info(f"dbt build for {domain} gold with vars {dbt_vars}")
+        dbt_vars = dbt_build_vars(warehouse_path)
+        range_env = dbt_range_env(keys)
+        context.log.info(f"dbt build for {domain} gold, days {range_env}, vars {dbt_vars}")
         run_metadata = {"partitions": describe_keys(keys)} if keys else {}
-        # dagster-dbt's default target path is a new folder under dbt_project/target per run
-        # (~5 MB each, never removed); what the run produced is in the event log already.
-        with tempfile.TemporaryDirectory(prefix=f"dbt-{domain}-") as target_path:
+        # One target folder per domain under the data home, kept between runs: dbt's partial
+        # parsing state lives there (dagster-dbt's default is a new folder per run, ~5 MB each,
+        # never removed, and a full parse every time). The warehouse pool serialises the runs
+        # that share it.
+        target_path = get_settings().home / "dbt" / "target" / domain
+        with _process_environment(range_env):
             invocation = dbt.cli(
                 ["build", "--vars", json.dumps(dbt_vars)],
                 context=context,
-                target_path=Path(target_path),
+                target_path=target_path,
             )
-            try:
-                yield from _with_run_metadata(_finished_events(invocation), run_metadata)
-            finally:
-                release_warehouse(invocation)
+        try:
+            yield from _with_run_metadata(_finished_events(invocation), run_metadata)
+        finally:
+            release_warehouse(invocation)
 
     return _gold

@@ -22,6 +22,7 @@ from data_products.lib.dbt import (
     DbtLayoutError,
     DomainDbtTranslator,
     dbt_build_vars,
+    dbt_range_env,
     domain_dbt_assets,
     gold_dataset,
     source_dataset,
@@ -205,16 +206,19 @@ def test_owner_comes_from_meta_else_from_the_domain_descriptor() -> None:
     assert translator.get_owners(mart_props()) == ["team:commerce"]  # commerce.yaml
 
 
-def test_dbt_build_vars_carry_the_range_and_the_warehouse(tmp_path: Path) -> None:
+def test_the_range_travels_in_the_environment_and_the_warehouse_as_a_var(
+    tmp_path: Path,
+) -> None:
     keys = ["2026-01-03", "2026-01-01", "2026-01-02"]
-    assert dbt_build_vars(keys, tmp_path / "w.duckdb") == {
-        "warehouse_path": str(tmp_path / "w.duckdb"),
-        "min_date": "2026-01-01",
-        "max_date": "2026-01-03",
+    assert dbt_range_env(keys) == {
+        "DATA_PRODUCTS_DBT_MIN_DATE": "2026-01-01",
+        "DATA_PRODUCTS_DBT_MAX_DATE": "2026-01-03",
     }
-    assert dbt_build_vars([], tmp_path / "w.duckdb") == {
-        "warehouse_path": str(tmp_path / "w.duckdb")
+    assert dbt_range_env([]) == {
+        "DATA_PRODUCTS_DBT_MIN_DATE": None,
+        "DATA_PRODUCTS_DBT_MAX_DATE": None,
     }
+    assert dbt_build_vars(tmp_path / "w.duckdb") == {"warehouse_path": str(tmp_path / "w.duckdb")}
 
 
 def test_a_missing_manifest_names_the_command_that_prepares_it(tmp_path: Path) -> None:
