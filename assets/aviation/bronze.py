@@ -1,0 +1,34 @@
+"""Aviation bronze: the daily drops and the reference snapshots, as delivered (all text)."""
+
+from assets.aviation.partitions import DAILY
+from data_products.lib.products import bronze_landing_asset
+from data_products.lib.reference import reference_bronze_asset
+
+flights = bronze_landing_asset(
+    "aviation",
+    "flights",
+    partitions_def=DAILY,
+    description=(
+        "Departures from EWR, JFK and LGA as delivered in the daily drop (by local departure "
+        "day): local HHMM clock times, delays in minutes, NA for missing values."
+    ),
+)
+weather = bronze_landing_asset(
+    "aviation",
+    "weather",
+    partitions_def=DAILY,
+    description="Hourly weather at the three NYC airports as delivered, by local observation day.",
+)
+airports = reference_bronze_asset(
+    "aviation",
+    "airports",
+    description="The airport reference snapshot as delivered: FAA code, position, time zone.",
+)
+airlines = reference_bronze_asset(
+    "aviation", "airlines", description="The airline reference snapshot as delivered."
+)
+planes = reference_bronze_asset(
+    "aviation",
+    "planes",
+    description="The aircraft registry snapshot as delivered (FAA registry, by tail number).",
+)
