@@ -15,9 +15,11 @@ from scripts.slices import run_all_slices
 
 
 def _layer_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
+    # Gold marts are tables; bronze and silver are views over their Parquet partitions.
     tables = con.execute(
-        "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
-        "WHERE schema_name LIKE '%\\_%' ESCAPE '\\' ORDER BY schema_name, table_name"
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_schema LIKE '%\\_%' ESCAPE '\\' "
+        "ORDER BY table_schema, table_name"
     ).fetchall()
     rows = []
     for schema, table, _ in tables:
