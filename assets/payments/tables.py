@@ -1,0 +1,78 @@
+"""The payments tables in the DuckDB warehouse (schemas ``payments_<layer>``).
+
+Timestamps are ``TIMESTAMP`` holding UTC (the stream's ``...Z`` times, without a zone), money is
+``DECIMAL(18,2)`` from silver on, so window sums and ledger balances are exact, not float-rounded.
+The big tables carry no primary-key index: an ART index would cost more than the batch insert,
+and the commit protocol plus the checks (``event_id_unique``, ``balanced``) guard the keys.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from data_products.lib.keys import DatasetName
+from data_products.lib.microbatch import STATE_SCHEMA, ensure_state
+
+BRONZE = DatasetName("payments", "bronze", "transactions")
+SILVER = DatasetName("payments", "silver", "transactions")
+LATE = DatasetName("payments", "silver", "late_events")
+FEATURES = DatasetName("payments", "gold", "user_window_features")
+ALERTS = DatasetName("payments", "gold", "fraud_alerts")
+LEDGER = DatasetName("payments", "gold", "ledger")
+RECONCILIATION = DatasetName("payments", "gold", "reconciliation")
+
+_TRANSACTION_COLUMNS = """
+    event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, merchant_id VARCHAR NOT NULL,
+    amount DECIMAL(18,2) NOT NULL, currency VARCHAR NOT NULL, country VARCHAR NOT NULL,
+    device_id VARCHAR, event_time TIMESTAMP NOT NULL, event_hour TIMESTAMP NOT NULL,
+    log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL, batch_id VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL"""
+
+_WINDOW_COLUMNS = ",\n".join(
+    f"count_{w} BIGINT NOT NULL, sum_{w} DECIMAL(38,2) NOT NULL, mean_{w} DOUBLE NOT NULL, "
+    f"max_{w} DECIMAL(18,2) NOT NULL"
+    for w in ("1m", "5m", "1h")
+)
+
+DDL = (
+    "CREATE SCHEMA IF NOT EXISTS payments_bronze",
+    "CREATE SCHEMA IF NOT EXISTS payments_silver",
+    "CREATE SCHEMA IF NOT EXISTS payments_gold",
+    f"""CREATE TABLE IF NOT EXISTS {BRONZE.table} (
+        event_id VARCHAR, user_id VARCHAR, merchant_id VARCHAR, amount DOUBLE, currency VARCHAR,
+        country VARCHAR, device_id VARCHAR, event_time VARCHAR, event_hour TIMESTAMP,
+        log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
+        log_appended_at TIMESTAMP NOT NULL,
+        batch_id VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)""",
+    f"CREATE TABLE IF NOT EXISTS {SILVER.table} ({_TRANSACTION_COLUMNS})",
+    f"""CREATE TABLE IF NOT EXISTS {LATE.table} ({_TRANSACTION_COLUMNS},
+        stream_time TIMESTAMP NOT NULL, lateness_s DOUBLE NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {FEATURES.table} (
+        event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, event_time TIMESTAMP NOT NULL,
+        event_hour TIMESTAMP NOT NULL, amount DECIMAL(18,2) NOT NULL, country VARCHAR NOT NULL,
+        {_WINDOW_COLUMNS},
+        history_count_1h BIGINT NOT NULL, history_mean_1h DOUBLE, history_std_1h DOUBLE,
+        zscore_1h DOUBLE, prev_event_time TIMESTAMP, prev_country VARCHAR,
+        country_seen_1h BIGINT NOT NULL, computed_at TIMESTAMP NOT NULL,
+        batch_id VARCHAR NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {ALERTS.table} (
+        event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, event_time TIMESTAMP NOT NULL,
+        amount DECIMAL(18,2) NOT NULL, country VARCHAR NOT NULL, velocity BOOLEAN NOT NULL,
+        amount_spike BOOLEAN NOT NULL, impossible_travel BOOLEAN NOT NULL,
+        rules VARCHAR NOT NULL, burst_count BIGINT, zscore_1h DOUBLE, speed_kmh DOUBLE,
+        alerted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {LEDGER.table} (
+        event_id VARCHAR NOT NULL, entry_no INTEGER NOT NULL, account VARCHAR NOT NULL,
+        side VARCHAR NOT NULL, amount DECIMAL(18,2) NOT NULL, currency VARCHAR NOT NULL,
+        merchant_id VARCHAR NOT NULL, booking_date DATE NOT NULL, event_time TIMESTAMP NOT NULL,
+        batch_id VARCHAR NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.partition_time (
+        consumer VARCHAR NOT NULL, topic VARCHAR NOT NULL, partition INTEGER NOT NULL,
+        stream_time TIMESTAMP NOT NULL, PRIMARY KEY (consumer, topic, partition))""",
+)
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    ensure_state(con)
+    for statement in DDL:
+        con.execute(statement)

@@ -1,0 +1,65 @@
+"""Command line of the payments benchmarks; prints one JSON report and a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.commerce.clock import Clock
+
+
+def _progress(line: str) -> None:
+    print(f"» {line}", file=sys.stderr, flush=True)
+
+
+def _peak_rss_gib() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1024**3
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1024**3
+    return {"peak_rss_gib": round(own, 3), "peak_rss_children_gib": round(children, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.payments", description=__doc__)
+    parser.add_argument("--duration", type=float, default=300.0, help="stream seconds (300)")
+    parser.add_argument("--rate", type=float, default=50_000.0, help="producer events/s")
+    parser.add_argument("--users", type=int, default=1_000_000, help="cards in the stream")
+    parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
+    parser.add_argument("--window-events", type=int, default=10_000_000)
+    parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--skip-windows", action="store_true")
+    parser.add_argument("--home", type=Path, default=None, help="data home (default: temp)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = parser.parse_args(argv)
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="bench-payments-"))
+    clock = Clock(_progress)
+    report: dict[str, object] = {"home": str(home)}
+    if not args.skip_stream:
+        from bench.payments.stream import run_stream
+
+        report["stream"] = run_stream(
+            home / "stream",
+            duration_s=args.duration,
+            rate=args.rate,
+            users=args.users,
+            max_batch=args.max_batch,
+            clock=clock,
+            progress=_progress,
+        )
+    if not args.skip_windows:
+        from bench.payments.windows import run_windows
+
+        report["windows"] = run_windows(
+            home / "windows", events=args.window_events, clock=clock, progress=_progress
+        )
+    report["phases_s"] = {k: round(v, 2) for k, v in clock.phases.items()}
+    report.update(_peak_rss_gib())
+    text = json.dumps(report, indent=2, default=str)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0

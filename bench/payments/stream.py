@@ -1,0 +1,139 @@
+"""End-to-end stream benchmark: producer process → event log → sensor ticks → batch runs → gold.
+
+The producer (``python -m assets.payments.produce --realtime``) runs as its own process at the
+target rate with event time = wall time. This process plays the daemon: it ticks the
+``payments_stream`` sensor as soon as the previous run finished (0.2 s apart when idle) and
+executes each requested run in-process, through the platform's policy (lineage hooks included)
+on an ephemeral Dagster instance. Latency of an event = commit time of the batch that admitted it
+minus its event time, over every admitted event.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.commerce.clock import Clock
+
+BATCH_METRICS = ("records", "lag_offsets", "lag_seconds", "batch_seconds", "batch_latency_s")
+
+
+def run_stream(
+    home: Path,
+    *,
+    duration_s: float,
+    rate: float,
+    users: int,
+    max_batch: int,
+    clock: Clock,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "DATA_PRODUCTS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "DATA_PRODUCTS_PAYMENTS_STREAM_MAX_BATCH": str(max_batch),
+    }
+    os.environ.update(env)
+    import dagster as dg
+    import duckdb
+
+    from assets.payments.stream import payments_stream_batch
+    from assets.payments.tables import BRONZE
+    from data_products.lib.discovery import apply_platform_policy
+    from data_products.lib.microbatch import tick_and_run
+    from data_products.lib.settings import get_settings
+    from resources.warehouse import WarehouseResource
+    from sensors.payments_stream import payments_stream
+
+    defs = apply_platform_policy(
+        dg.Definitions(assets=[payments_stream_batch], sensors=[payments_stream]),
+        resources={"warehouse": WarehouseResource()},
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assets.payments.produce",
+            "--realtime",
+            f"--rate={rate}",
+            f"--duration={duration_s}",
+            f"--users={users}",
+            "--no-truth",
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started = time.time()
+    batches: list[dict[str, Any]] = []
+    cursor: str | None = None
+    with clock.phase("stream: producer → sensor → gold"):
+        while True:
+            runs, cursor = tick_and_run(defs, instance, "payments_stream", cursor=cursor)
+            if runs:
+                if not all(r.success for r in runs):
+                    producer.kill()
+                    raise RuntimeError(f"batch run failed: {runs[-1].failed_steps}")
+                event = instance.get_latest_materialization_event(BRONZE.asset_key)
+                assert event is not None and event.asset_materialization is not None
+                meta = event.asset_materialization.metadata
+                batch = {k: meta[k].value for k in BATCH_METRICS if k in meta}
+                batch["at_s"] = round(time.time() - started, 1)
+                batches.append(batch)
+                progress(
+                    f"batch {len(batches)} at {batch['at_s']} s: {batch['records']} records in "
+                    f"{batch['batch_seconds']} s, lag {batch['lag_offsets']} offsets / "
+                    f"{batch['lag_seconds']} s"
+                )
+                continue
+            if producer.poll() is not None and (not batches or batches[-1]["lag_offsets"] == 0):
+                break
+            time.sleep(0.2)
+    finished = time.time()
+    produced = (producer.stdout.read() if producer.stdout else "").strip()
+    if producer.returncode:
+        raise RuntimeError(f"producer failed ({producer.returncode}): {produced}")
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        row = con.execute(
+            """WITH commits AS (
+                   SELECT batch_id, max(committed_at) AS committed_at
+                   FROM stream_state.committed_offsets GROUP BY batch_id)
+               SELECT count(*), quantile_cont(epoch(c.committed_at - s.event_time), 0.5),
+                      quantile_cont(epoch(c.committed_at - s.event_time), 0.95),
+                      (SELECT count(*) FROM payments_bronze.transactions),
+                      (SELECT count(*) FROM payments_gold.user_window_features),
+                      (SELECT count(*) FROM payments_silver.late_events)
+               FROM payments_silver.transactions s JOIN commits c USING (batch_id)"""
+        ).fetchone()
+    assert row is not None
+    admitted, p50, p95, records, features, late = row
+    elapsed = finished - started
+    busy = sum(b["batch_seconds"] for b in batches)
+    return {
+        "duration_s": duration_s,
+        "target_rate": rate,
+        "users": users,
+        "max_batch": max_batch,
+        "producer": produced,
+        "records": records,
+        "admitted": admitted,
+        "late_events": late,
+        "feature_rows": features,
+        "batches": len(batches),
+        "elapsed_s": round(elapsed, 1),
+        "sustained_records_per_s": round(records / elapsed),
+        "batch_processing_s": round(busy, 1),
+        "consumer_capacity_records_per_s": round(records / busy) if busy else None,
+        "latency_event_to_feature_p50_s": round(p50, 2),
+        "latency_event_to_feature_p95_s": round(p95, 2),
+        "max_lag_offsets": max((b["lag_offsets"] for b in batches), default=0),
+        "max_lag_seconds": max((b["lag_seconds"] for b in batches), default=0),
+        "batch_log": batches,
+    }
