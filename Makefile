@@ -13,7 +13,7 @@ PY := $(BIN)/python
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo dev test checks lint bench-commerce bench-aviation bench-cdc backfill-aviation generate clean
+.PHONY: help install demo dev test checks lint bench-commerce bench-aviation bench-cdc bench-payments backfill-aviation generate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-aviation: install  ## benchmark: aviation year as one run vs per-partition
 
 bench-cdc: install  ## benchmark: CDC apply to Iceberg, Delta and SCD2 history (1M-row tables)
 	$(PY) -m bench.cdc
+
+bench-payments: install  ## benchmark: event log -> sensor -> gold for 5 minutes, and the window job vs DuckDB SQL
+	$(PY) -m bench.payments
 
 clean:  ## remove the data home (landing, lake, warehouse, lineage, Dagster instance)
 	rm -rf $(DATA_PRODUCTS_HOME)
