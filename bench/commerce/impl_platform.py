@@ -14,9 +14,6 @@ events dagster-dbt logged.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -52,8 +49,6 @@ def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dic
         f"definitions loaded in {loaded - started:.1f} s; materialising group commerce "
         f"{keys[0]}...{keys[-1]} as one run"
     )
-    keeper = DbtArtifactKeeper(Path(tempfile.gettempdir()), layout.run_dir("platform"))
-    keeper.start()
     try:
         slice_run = materialize_slice(
             defs,
@@ -65,14 +60,17 @@ def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dic
         )
     finally:
         finished = time.perf_counter()
-        keeper.stop.set()
-        keeper.join(timeout=5)
     progress(f"run {slice_run.run_id} {'succeeded' if slice_run.success else 'FAILED'}")
 
     # ---- not timed: read the profile the run recorded
     steps = _step_durations(instance, slice_run.run_id)
     silver = _silver_timings(instance, slice_run.run_id)
-    dbt = dbt_run_results_profile(keeper.kept) or dbt_profile(instance, slice_run.run_id)
+    # The platform keeps dbt's target folder per domain under the data home (partial parsing),
+    # so the build's run_results.json (exact start and end of every node) is there after the run.
+    run_results = settings.home / "dbt" / "target" / "commerce" / "run_results.json"
+    dbt = dbt_run_results_profile(run_results if run_results.exists() else None) or dbt_profile(
+        instance, slice_run.run_id
+    )
     _split_dbt_step(dbt, instance, slice_run.run_id)
     silver_checks_s = sum(float(t.get("checks_s", 0.0)) for t in silver.values())
     # Exact from run_results.json: the wall time during which a dbt test ran. Without it, the
@@ -153,39 +151,6 @@ def _silver_timings(instance: Any, run_id: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-class DbtArtifactKeeper(threading.Thread):
-    """Copies the dbt build's ``run_results.json`` out of its temporary target folder.
-
-    The platform runs ``dbt build`` in a ``TemporaryDirectory`` that is deleted when the step
-    ends; the parent gives this process its own ``TMPDIR``, so the folder appears under
-    ``tmp_root`` and the artifact (exact start and end of every model and test) can be kept.
-    """
-
-    def __init__(self, tmp_root: Path, destination: Path) -> None:
-        super().__init__(daemon=True)
-        self.tmp_root = tmp_root
-        self.destination = destination / "dbt_run_results.json"
-        self.stop = threading.Event()
-        self.kept: Path | None = None
-
-    def run(self) -> None:
-        seen: dict[Path, float] = {}
-        while True:
-            stopping = self.stop.is_set()
-            for path in self.tmp_root.glob("dbt-*/run_results.json"):
-                try:
-                    modified = path.stat().st_mtime
-                    if seen.get(path) != modified:
-                        shutil.copyfile(path, self.destination)
-                        seen[path] = modified
-                        self.kept = self.destination
-                except OSError:  # deleted between glob and copy: the next one will do
-                    continue
-            if stopping:
-                return
-            self.stop.wait(0.05)
-
-
 def dbt_run_results_profile(path: Path | None) -> dict[str, Any]:
     """Model and test time from ``run_results.json``: ``*_wall_s`` is the union of the nodes'
     [start, end] intervals (dbt runs two threads, so nodes overlap), ``*_sum_s`` their sum."""
@@ -251,9 +216,8 @@ def dbt_profile(instance: Any, run_id: str) -> dict[str, Any]:
     Each dbt node's event carries its ``Execution Duration`` (dbt's node start to finish):
     ``*_sum_s`` adds them up. ``*_wall_s`` is the union of ``[timestamp - duration, timestamp]``
     intervals, a rough lower bound only: dagster-dbt yields events in order after fetching row
-    counts and column metadata, so timestamps arrive late and bunched. (The build's
-    ``run_results.json`` would be exact, but the platform runs dbt in a temporary target folder
-    that is gone after the step.)
+    counts and column metadata, so timestamps arrive late and bunched. Used only when the
+    build's ``run_results.json`` (exact) is missing.
     """
     import dagster as dg
 
