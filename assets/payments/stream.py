@@ -177,12 +177,14 @@ def payments_stream_batch(
             "lag_offsets": lag["offsets"],
             "lag_seconds": lag["seconds"],
             "batch_seconds": round(report.seconds, 3),
+            "batch_cpu_seconds": round(report.cpu_seconds, 3),
             "batch_latency_s": round(finished - config.requested_at_ms / 1000, 3)
             if config.requested_at_ms
             else None,
             "event_to_feature_p50_s": _round(report.latency_p50_s),
             "event_to_feature_p95_s": _round(report.latency_p95_s),
             "event_hours": ", ".join(report.event_hours),
+            "step_seconds": dict(report.step_seconds),
         }
         yield from _materializations(con, report, batch_meta)
         yield from _checks(con, report, committed)
@@ -372,9 +374,12 @@ def _schema_check(con: duckdb.DuckDBPyConnection, report: BatchReport) -> dg.Ass
     import pandera.errors
 
     contract = load_contract_for(SILVER.asset_key)
+    # The batch's rows from its temp table (same connection, same values as inserted): a
+    # filter on batch_id would scan the whole silver table after every batch.
+    described = con.execute(f"SELECT * FROM {SILVER.table} LIMIT 0").description
+    columns = [d[0] for d in described or []]
     rows = con.execute(
-        f"SELECT * FROM {SILVER.table} WHERE batch_id = $batch_id",
-        {"batch_id": report.batch_id},
+        f"SELECT {', '.join(columns)} FROM _candidates WHERE NOT is_late ORDER BY event_time"
     ).pl()
     assert isinstance(rows, pl.DataFrame)
     try:
