@@ -18,6 +18,10 @@ from data_products.lib.settings import REPO_ROOT, get_settings
 DEFAULT_HOME = REPO_ROOT / ".data" / "bench-aviation"
 TARGET_RATIO = 1.5
 DAYS_IN_YEAR = 365
+SUBSET_PLANNED = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+"""Dagster's switch for one ``ASSET_MATERIALIZATION_PLANNED`` event per asset per run instead of
+one per asset per partition (``EventLogStorage.supports_partition_subset_in_...``): most of a
+year's single-run overhead on the SQLite instance (see ``bench.aviation.profile``)."""
 
 
 def _fresh(run_dir: Path, landing: Path) -> Path:
@@ -41,11 +45,17 @@ def _unpartitioned_landing(home: Path) -> Path:
     return landing
 
 
-def _child(label: str, home: Path, mode: str, day: str | None = None) -> ChildRun:
+def _child(
+    label: str, home: Path, mode: str, day: str | None = None, *, planned: str = "environment"
+) -> ChildRun:
     command = [sys.executable, "-m", "bench.aviation.child", mode, "--home", str(home)]
     command += ["--day", day] if day else []
     env = {**os.environ, "DATA_PRODUCTS_HOME": str(home)}
     env.pop("DAGSTER_HOME", None)
+    if planned == "subset":
+        env[SUBSET_PLANNED] = "true"
+    elif planned == "per-partition":
+        env.pop(SUBSET_PLANNED, None)
     run = run_child(
         label, command, env=env, log_path=home / f"{label}.log", cwd=str(REPO_ROOT), quiet=True
     )
@@ -68,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.aviation", description=__doc__)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--sample-days", type=int, default=12)
+    parser.add_argument(
+        "--planned-events",
+        choices=("environment", "subset", "per-partition"),
+        default="environment",
+        help=f"planned events of the single run: as {SUBSET_PLANNED} in the environment says "
+        "(default), one per asset (subset), or one per asset per partition (Dagster's default)",
+    )
     args = parser.parse_args(argv)
     home = args.home.resolve()
     if home == get_settings().home:
@@ -76,7 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(sources.land(landing, "2013-01-01", "2013-12-31").line(landing))
 
     print("single-run backfill of 2013-01-01...2013-12-31 …", flush=True)
-    single = _child("single", _fresh(home / "single", landing), "single")
+    planned = args.planned_events
+    if planned == "environment":
+        subset = os.environ.get(SUBSET_PLANNED, "").lower() in {"true", "1"}
+        planned = "subset" if subset else "per-partition"
+    single = _child("single", _fresh(home / "single", landing), "single", planned=planned)
 
     print(f"per-partition: {args.sample_days} sampled days, one run (process) each …", flush=True)
     per_home = _fresh(home / "per_partition", landing)
@@ -105,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]
     print("\n=== aviation benchmark: 336,776 flights + 26,115 weather rows, bronze → gold ===")
+    what = "one per asset" if planned == "subset" else "one per asset per partition"
+    print(f"  single run's ASSET_MATERIALIZATION_PLANNED events: {what} ({planned})")
     for label, wall, peak in rows:
         print(f"  {label:<78} {wall:8.1f} s   peak RSS {peak / GIB:5.2f} GiB")
     print(
