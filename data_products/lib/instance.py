@@ -16,9 +16,14 @@ telemetry:
 freshness:
   enabled: true
 # DuckDB has a single writer: assets that write the warehouse share the pool `warehouse`.
+# And a DuckDB file is locked by the first process that opens it for writing, whichever step
+# it is in: runs that the daemon launches (per-partition backfills from the UI, sensors) are
+# queued and run one at a time, or the second one fails on the lock.
 concurrency:
   pools:
     default_limit: 1
+  runs:
+    max_concurrent_runs: 1
 """
 
 
