@@ -173,7 +173,7 @@ def _days(start: str, end: str) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def _prepare(home: Path, env: Mapping[str, str], start: str, end: str) -> None:
+def _prepare(env: Mapping[str, str], start: str, end: str) -> None:
     """A fresh instance (our dagster.yaml) and the range's drops, each by its own entry point."""
     python = sys.executable
     ensure = "from data_products.lib.instance import ensure_dagster_home; ensure_dagster_home()"
@@ -220,7 +220,7 @@ def run(home: Path, start: str, end: str, *, timeout_s: float = 900) -> Outcome:
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PRODUCTS_LINEAGE_TRANSPORT": "none",
     }
-    _prepare(home, env, start, end)
+    _prepare(env, start, end)
     outcome = Outcome()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
