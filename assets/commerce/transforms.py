@@ -12,8 +12,9 @@ needs. The convention, per model column ``c``:
   ``_known_rate`` (a rate exists for the currency that day), ``_in_partition`` (the order's date
   is the delivery day; false when it cannot be shown) and ``_lines_complete`` (every delivered
   line of an order was published);
-- ``_raw_record`` is the row's delivered values as a JSON object, ``_extra_columns`` the delivered
-  columns the model does not know (schema drift such as ``coupon_code``) or null;
+- ``_delivered__<name>`` carries each delivered column unchanged (the quarantine encodes a
+  rejected row's record from them), ``_extra_columns`` the delivered columns the model does not
+  know (schema drift such as ``coupon_code``) as a JSON object, or null;
 - ``partition_date``, ``_source_file`` and ``_source_line`` are carried through unchanged.
 
 Formats understood (MODEL.md "Defects"): numbers ``1234.56``, ``1,234.56``, ``1.234,56``,
@@ -29,8 +30,11 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from data_products.lib.contracts.model import RAW_SUFFIX
+from data_products.lib.contracts.expressions import json_object
+from data_products.lib.contracts.model import DELIVERED_PREFIX, RAW_SUFFIX
+from data_products.lib.distinct import per_distinct
 from data_products.lib.landing import INGEST_COLUMNS
+from data_products.lib.ordering import sort_unless_sorted
 
 LINEAGE_COLUMNS = ("partition_date", "_source_file", "_source_line")
 
@@ -138,6 +142,14 @@ def normalise_currency(text: pl.Expr) -> pl.Expr:
     return code.replace(dict(CURRENCY_SYMBOLS))
 
 
+def _lower(text: pl.Expr) -> pl.Expr:
+    return clean_text(text).str.to_lowercase()
+
+
+def _upper(text: pl.Expr) -> pl.Expr:
+    return clean_text(text).str.to_uppercase()
+
+
 # --------------------------------------------------------------------------------------------
 # Delivered values, raw columns and record JSON
 # --------------------------------------------------------------------------------------------
@@ -146,24 +158,9 @@ def _data_columns(bronze: pl.DataFrame) -> list[str]:
     return [c for c in bronze.columns if c not in INGEST_COLUMNS and not c.startswith("_")]
 
 
-def _json_object(columns: Sequence[str]) -> pl.Expr:
-    """``{"col": "value", ...}`` of the non-null values; ``""`` inside when all are null."""
-    members = [
-        pl.when(pl.col(c).is_not_null()).then(
-            pl.struct(pl.col(c).cast(pl.Utf8))
-            .struct.json_encode()
-            .str.strip_prefix("{")
-            .str.strip_suffix("}")
-        )
-        for c in columns
-    ]
-    if not members:
-        return pl.lit("")
-    return pl.concat_str(members, separator=",", ignore_nulls=True)
-
-
 def _delivered(bronze: pl.DataFrame, dataset: str, renames: Mapping[str, str]) -> pl.LazyFrame:
-    """Lineage, ``<typed name>__raw`` per model column (aliases resolved), record JSON."""
+    """Lineage, ``<typed name>__raw`` per model column (aliases resolved), the delivered
+    columns and the drift JSON."""
     missing = [c for c in LINEAGE_COLUMNS if c not in bronze.columns]
     if missing:
         raise ValueError(f"commerce {dataset}: bronze frame lacks lineage columns {missing}")
@@ -177,11 +174,11 @@ def _delivered(bronze: pl.DataFrame, dataset: str, renames: Mapping[str, str]) -
         text = pl.coalesce(present) if present else pl.lit(None, dtype=pl.Utf8)
         raws.append(text.alias(raw(renames.get(column, column))))
     extras = [c for c in data if c not in model and c not in aliases]
-    extra_json = _json_object(extras)
+    extra_json = json_object(extras)
     return bronze.lazy().select(
         *LINEAGE_COLUMNS,
         *raws,
-        pl.concat_str([pl.lit("{"), _json_object(data), pl.lit("}")]).alias("_raw_record"),
+        *(pl.col(c).alias(f"{DELIVERED_PREFIX}{c}") for c in data),
         pl.when(extra_json == "")
         .then(None)
         .otherwise(pl.concat_str([pl.lit("{"), extra_json, pl.lit("}")]))
@@ -190,11 +187,12 @@ def _delivered(bronze: pl.DataFrame, dataset: str, renames: Mapping[str, str]) -
 
 
 def _finish(frame: pl.LazyFrame, typed: Sequence[str]) -> pl.DataFrame:
-    """Typed columns first, then lineage, flags, record JSON and the raw texts."""
+    """Typed columns first, then lineage, flags, drift JSON, raw texts and delivered columns."""
     names = frame.collect_schema().names()
     flags = [c for c in names if c in ("_known_rate", "_in_partition", "_lines_complete")]
     raws = [c for c in names if c.endswith(RAW_SUFFIX)]
-    ordered = [*typed, *LINEAGE_COLUMNS, *flags, "_raw_record", "_extra_columns", *raws]
+    delivered = [c for c in names if c.startswith(DELIVERED_PREFIX)]
+    ordered = [*typed, *LINEAGE_COLUMNS, *flags, "_extra_columns", *raws, *delivered]
     return frame.select(ordered).collect()
 
 
@@ -257,9 +255,9 @@ def type_customers(bronze: pl.DataFrame) -> pl.DataFrame:
         customer_id=clean_text(pl.col(raw("customer_id"))),
         email=clean_text(pl.col(raw("email"))),
         full_name=clean_text(pl.col(raw("full_name"))),
-        country=clean_text(pl.col(raw("country"))).str.to_uppercase(),
-        segment=clean_text(pl.col(raw("segment"))).str.to_lowercase(),
-        signup_date=parse_date(pl.col(raw("signup_date"))),
+        country=per_distinct(pl.col(raw("country")), _upper),
+        segment=per_distinct(pl.col(raw("segment")), _lower),
+        signup_date=per_distinct(pl.col(raw("signup_date")), parse_date),
         updated_at=parse_timestamp(pl.col(raw("updated_at"))),
     )
     columns = ["customer_id", "email", "full_name", "country", "segment", "signup_date",
@@ -315,16 +313,17 @@ def type_order_lines(bronze_orders: pl.DataFrame, fx: pl.DataFrame) -> pl.DataFr
         _delivered(bronze_orders, "orders", _ORDER_RENAMES)
         .with_columns(
             order_id=clean_text(pl.col(raw("order_id"))),
-            line_no=parse_integer(pl.col(raw("line_no"))),
+            # A day repeats a few values of these (5 line numbers, 14 quantities, ~5,000 prices).
+            line_no=per_distinct(pl.col(raw("line_no")), parse_integer),
             product_id=clean_text(pl.col(raw("product_id"))),
-            quantity=parse_integer(pl.col(raw("quantity"))),
-            unit_price_local=parse_number(pl.col(raw("unit_price_local"))),
-            currency=normalise_currency(pl.col(raw("currency"))),
+            quantity=per_distinct(pl.col(raw("quantity")), parse_integer),
+            unit_price_local=per_distinct(pl.col(raw("unit_price_local")), parse_number),
+            currency=per_distinct(pl.col(raw("currency")), normalise_currency),
             order_ts=parse_timestamp(pl.col(raw("order_ts"))),
             customer_id=clean_text(pl.col(raw("customer_id"))),
-            status=clean_text(pl.col(raw("status"))).str.to_lowercase(),
+            status=per_distinct(pl.col(raw("status")), _lower),
         )
-        .drop(raw("customer_email"))  # not modelled in silver; it stays in _raw_record
+        .drop(raw("customer_email"))  # not modelled in silver; it stays in the delivered record
         .pipe(_with_rate, fx)
         .with_columns(
             unit_price_usd=to_usd(pl.col("unit_price_local"), pl.col("_rate")),
@@ -368,16 +367,16 @@ def build_orders(typed_lines: pl.DataFrame, published_lines: pl.DataFrame) -> pl
         line_count=pl.len().cast(pl.Int32),
     )
     first_of = [
-        *ORDER_HEADER_FIELDS, "_source_file", "_source_line", "_raw_record", "_extra_columns",
+        *ORDER_HEADER_FIELDS, "_source_file", "_source_line", "_extra_columns",
         *(raw(c) for c in ("order_id", "customer_id", "order_ts", "status", "currency")),
+        *(c for c in typed_lines.columns if c.startswith(DELIVERED_PREFIX)),
     ]  # fmt: skip
     # Polars' sort is stable, so after it the first row of an order is its first delivered line;
     # ``unique(keep="first")`` then picks the header fields without aggregating every column.
-    lines = (
-        typed_lines.lazy()
-        .select(*keys, "line_no", *first_of)
-        .sort("partition_date", "_source_file", "_source_line", maintain_order=True)
-    )
+    lines = sort_unless_sorted(
+        typed_lines.select(*keys, "line_no", *first_of),
+        ["partition_date", "_source_file", "_source_line"],
+    ).lazy()
     complete = (
         lines.select(*keys, "line_no")
         .join(published_keys, on=[*keys, "line_no"], how="left")

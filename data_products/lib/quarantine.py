@@ -26,13 +26,16 @@ import polars as pl
 
 from data_products.lib.contracts import Contract, Rule
 from data_products.lib.contracts.expressions import (
+    delivered_columns,
+    delivered_record,
     failure_expr,
     location_expr,
     raw_column,
     reason_expr,
     value_expr,
 )
-from data_products.lib.contracts.model import RAW_SUFFIX
+from data_products.lib.contracts.model import DELIVERED_PREFIX, RAW_SUFFIX
+from data_products.lib.ordering import sort_unless_sorted
 
 LINEAGE_COLUMNS = ("partition_date", "_source_file", "_source_line")
 SAMPLE_SIZE = 5
@@ -179,7 +182,7 @@ def _deduplicate(passing: pl.DataFrame, contract: Contract) -> tuple[pl.DataFram
 
     Duplicates get ``__kept_file``/``__kept_line`` of the row that was kept, for their reason.
     """
-    ordered = passing.sort(_ROW_ORDER, nulls_last=True, maintain_order=True)
+    ordered = sort_unless_sorted(passing, _ROW_ORDER)
     key = list(contract.primary_key)
     if not key:
         return ordered, ordered.clear()
@@ -202,9 +205,12 @@ def _deduplicate(passing: pl.DataFrame, contract: Contract) -> tuple[pl.DataFram
 
 
 def _raw_record(columns: Collection[str], contract: Contract) -> pl.Expr:
-    """The delivered values as JSON: the transform's ``_raw_record``, else rebuilt from raws."""
+    """The delivered values as JSON: the transform's ``_raw_record``, else its delivered columns
+    (only rejected rows pay for the encoding), else rebuilt from the raw texts."""
     if "_raw_record" in columns:
         return pl.col("_raw_record").cast(pl.String)
+    if delivered_columns(columns):
+        return delivered_record(columns)
     fields = [
         (pl.col(raw_column(c.name)) if raw_column(c.name) in columns else pl.col(c.name))
         .cast(pl.String)
@@ -387,6 +393,7 @@ def _dropped(typed: pl.DataFrame, contract: Contract) -> tuple[str, ...]:
         and c not in flags
         and c != "_raw_record"
         and not c.endswith(RAW_SUFFIX)
+        and not c.startswith(DELIVERED_PREFIX)
     )
 
 

@@ -384,3 +384,18 @@ def test_every_row_is_published_or_quarantined_exactly_once(drawn: list[dict[str
         first = kept[(original["order_id"], original["line_no"])]
         assert first < (dup["_source_file"], dup["_source_line"])
         assert f"kept from {first[0]} line {first[1]}" in dup["reason"]
+
+
+def test_raw_record_is_encoded_from_delivered_columns_for_rejected_rows_only(
+    lines: Contract,
+) -> None:
+    bad = line_row(3, unit_price_local=None, unit_price_local__raw="1.2.3,4")
+    frame = lines_frame([line_row(2), bad]).drop("_raw_record")
+    delivered = pl.DataFrame(
+        {"_delivered__price": ["9.99", "1.2.3,4"], "_delivered__coupon": [None, "VIP"]}
+    )
+    result = split(pl.concat([frame, delivered], how="horizontal"), lines)
+    record = json.loads(result.quarantined.get_column("raw_record")[0])
+    assert record == {"price": "1.2.3,4", "coupon": "VIP"}  # delivered names, nulls left out
+    assert not any(c.startswith("_delivered__") for c in result.published.columns)
+    assert "_delivered__price" not in result.dropped_columns

@@ -12,12 +12,12 @@ of the delivered values; ``partition_date``, ``_source_file``, ``_source_line`` 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from data_products.lib.contracts.model import RAW_SUFFIX, Rule, _number
+from data_products.lib.contracts.model import DELIVERED_PREFIX, RAW_SUFFIX, Rule, _number
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -145,6 +145,39 @@ def location_expr(columns: Collection[str]) -> pl.Expr:
             pl.lit(")"),
         ]
     )
+
+
+def json_object(columns: Sequence[str], names: Sequence[str] | None = None) -> pl.Expr:
+    """``"name":"value"`` members of the non-null values, comma-separated, without braces.
+
+    ``""`` when every value is null. Nulls are left out rather than written as ``null`` because a
+    null here means the file did not have the column (a renamed or added column on some days).
+    """
+    names = names or columns
+    members = [
+        pl.when(pl.col(c).is_not_null()).then(
+            pl.struct(pl.col(c).cast(pl.String).alias(n))
+            .struct.json_encode()
+            .str.strip_prefix("{")
+            .str.strip_suffix("}")
+        )
+        for c, n in zip(columns, names, strict=True)
+    ]
+    if not members:
+        return pl.lit("")
+    return pl.concat_str(members, separator=",", ignore_nulls=True)
+
+
+def delivered_columns(columns: Collection[str]) -> list[str]:
+    """The typed frame's ``_delivered__<name>`` columns, in frame order."""
+    return [c for c in columns if c.startswith(DELIVERED_PREFIX)]
+
+
+def delivered_record(columns: Collection[str]) -> pl.Expr:
+    """The row as delivered, as a JSON object, from its ``_delivered__<name>`` columns."""
+    carried = delivered_columns(columns)
+    names = [c.removeprefix(DELIVERED_PREFIX) for c in carried]
+    return pl.concat_str([pl.lit("{"), json_object(carried, names), pl.lit("}")])
 
 
 def _lit(part: pl.Expr | str) -> pl.Expr:
