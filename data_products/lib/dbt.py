@@ -21,14 +21,18 @@ about 4 s), with the run's partition range and the warehouse path passed as ``--
 
 # No `from __future__ import annotations`: dagster inspects the asset function's annotations
 # to find its context and resources, and does not resolve them from strings.
+import importlib.metadata
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._utils import pushd
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -37,7 +41,9 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
+from dagster_dbt.compat import BaseAdapter
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
+from packaging import version
 
 from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
 from data_products.lib.domains import domain as domain_descriptor
@@ -205,9 +211,45 @@ def dbt_executable() -> str:
     return str(beside_python) if beside_python.exists() else "dbt"
 
 
-def dbt_resource(project: DbtProject = DBT_PROJECT) -> DbtCliResource:
+_log = logging.getLogger(__name__)
+
+
+class PlatformDbtCliResource(DbtCliResource):
+    """dagster-dbt's CLI resource with two start-up costs taken off the run's critical path.
+
+    Before it starts dbt, ``DbtCliResource.cli`` runs ``dbt --version`` in a subprocess (2.0 s)
+    and builds an in-process dbt adapter (3.7 s, most of it loading every macro), which it needs
+    only after the run, to read row counts and column schemas. Profiled on the 7-day commerce
+    benchmark, that was 5.6 s of serial wall time in every gold step. Here the version is read
+    from the installed dbt-core when the executable is this environment's own, and
+    :meth:`cli_overlapped` builds the adapter while the dbt process runs.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if self.dbt_executable == str(ENVIRONMENT_BIN / "dbt"):
+            return version.parse(importlib.metadata.version("dbt-core"))
+        return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:
+        return None  # built by cli_overlapped once the dbt process has started
+
+    def cli_overlapped(
+        self, args: Sequence[str], *, context: dg.AssetExecutionContext, target_path: Path
+    ) -> DbtCliInvocation:
+        """``cli(args)``, then the metadata adapter, built while dbt parses and runs."""
+        invocation = self.cli(args, context=context, target_path=target_path)
+        with pushd(str(self.project_dir)):
+            try:
+                invocation.adapter = DbtCliResource._initialize_dbt_core_adapter(self, args)
+            except Exception:  # as dagster-dbt does: the run goes on without row counts
+                _log.warning("could not create the dbt adapter for metadata", exc_info=True)
+        return invocation
+
+
+def dbt_resource(project: DbtProject = DBT_PROJECT) -> PlatformDbtCliResource:
     """The ``dbt`` resource the gold assets ask for (bind it under the key ``dbt``)."""
-    return DbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+    return PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
 
 
 RANGE_ENV = ("DATA_PRODUCTS_DBT_MIN_DATE", "DATA_PRODUCTS_DBT_MAX_DATE")
@@ -361,12 +403,12 @@ def domain_dbt_assets(
         # never removed, and a full parse every time). The warehouse pool serialises the runs
         # that share it.
         target_path = get_settings().home / "dbt" / "target" / domain
+        args = ["build", "--vars", json.dumps(dbt_vars)]
         with _process_environment(range_env):
-            invocation = dbt.cli(
-                ["build", "--vars", json.dumps(dbt_vars)],
-                context=context,
-                target_path=target_path,
-            )
+            if isinstance(dbt, PlatformDbtCliResource):
+                invocation = dbt.cli_overlapped(args, context=context, target_path=target_path)
+            else:
+                invocation = dbt.cli(args, context=context, target_path=target_path)
         try:
             yield from _with_run_metadata(_finished_events(invocation), run_metadata)
         finally:

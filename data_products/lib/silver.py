@@ -137,8 +137,10 @@ def silver_contract_assets(
                     alias: _read_input(con, store, dataset, _dates(chunk))
                     for alias, dataset in input_keys.items()
                 }
+                # Table-wide checks scan the table once, after the run's last chunk is written.
+                table_keys = keys if number == len(chunks) else []
                 for item in compiled:
-                    runs[item.name.name].process(con, lake, frames, chunk)
+                    runs[item.name.name].process(con, lake, frames, chunk, table_keys)
                 del frames
         partitions = describe_keys(keys)
         for run in runs.values():
@@ -167,6 +169,7 @@ class _StageRun:
         lake: LakeResource,
         frames: dict[str, pl.DataFrame],
         chunk: list[str],
+        table_keys: list[str],
     ) -> None:
         item, values = self.item, _dates(chunk)
         with self._timed("build_s"):
@@ -181,7 +184,13 @@ class _StageRun:
                 con, item.quarantine, result.quarantined, partition_values=values
             )
         with self._timed("checks_s"):
-            checks = evaluate_checks(item.contract, result, con=con, partition_keys=chunk)
+            checks = evaluate_checks(
+                item.contract,
+                result,
+                con=con,
+                partition_keys=chunk,
+                table_partition_keys=table_keys,
+            )
         self.checks.append((describe_keys(chunk), checks))
         if item.contract.publishes_to_iceberg:
             with self._timed("iceberg_s"):

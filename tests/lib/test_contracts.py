@@ -667,6 +667,14 @@ def test_sql_rules_reconciliation_and_table_wide_keys_use_the_warehouse(widgets:
     assert key_check.metadata["duplicate_keys_in_table"].value == 1
     assert "W002" in key_check.description
 
+    # A chunk before a run's last one leaves the table-wide scan to the last chunk, which
+    # looks for the keys of every partition the run wrote.
+    early = _checks(widgets, result, con=con, table_partition_keys=[])["primary_key_unique"]
+    assert early.passed and "duplicate_keys_in_table" not in early.metadata
+    last = _checks(widgets, result, con=con, table_partition_keys=["2026-01-02", "2026-01-03"])
+    assert last["primary_key_unique"].metadata["duplicate_keys_in_table"].value == 1
+    assert not last["primary_key_unique"].passed
+
 
 def test_sql_rule_errors_are_reported_not_raised(widgets: Contract) -> None:
     result = split(widget_frame([widget_row(2)]), widgets)

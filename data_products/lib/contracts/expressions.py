@@ -190,7 +190,7 @@ def _lit(part: pl.Expr | str) -> pl.Expr:
 _PANDERA_KINDS = frozenset({"pattern", "valid_values", "range"})
 
 
-def pandera_schema(contract: Contract) -> pa.DataFrameSchema:
+def pandera_schema(contract: Contract, *, key_uniqueness: bool = True) -> pa.DataFrameSchema:
     """The published table's schema: dtypes, nullability, primary key and value checks.
 
     It states what the split guarantees, so any failure is a platform bug or a hand-edited table:
@@ -202,7 +202,8 @@ def pandera_schema(contract: Contract) -> pa.DataFrameSchema:
     import pandera.polars as pa
 
     not_null = {r.column for r in contract.rules if r.kind == "required" and r.severity == "error"}
-    single_key = contract.primary_key[0] if len(contract.primary_key) == 1 else None
+    key = contract.primary_key if key_uniqueness else ()
+    single_key = key[0] if len(key) == 1 else None
     columns: dict[str, pa.Column] = {}
     for column in contract.columns:
         checks = [
@@ -229,7 +230,7 @@ def pandera_schema(contract: Contract) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         columns,
         strict=True,
-        unique=list(contract.primary_key) if len(contract.primary_key) > 1 else None,
+        unique=list(key) if len(key) > 1 else None,
         name=contract.id,
         description=contract.description,
     )

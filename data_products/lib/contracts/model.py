@@ -307,11 +307,14 @@ class Contract:
         declared = {c.name for c in self.columns}
         return tuple(p for p in PLATFORM_COLUMNS if p.name not in declared)
 
-    def pandera_schema(self) -> pa.DataFrameSchema:
-        """Types, nullability, uniqueness and the value checks of every ``error`` rule."""
+    def pandera_schema(self, *, key_uniqueness: bool = True) -> pa.DataFrameSchema:
+        """Types, nullability, uniqueness and the value checks of every ``error`` rule.
+
+        ``key_uniqueness=False`` leaves the primary key out, for callers that check it themselves.
+        """
         from data_products.lib.contracts.expressions import pandera_schema
 
-        return pandera_schema(self)
+        return pandera_schema(self, key_uniqueness=key_uniqueness)
 
     def check_specs(
         self,
