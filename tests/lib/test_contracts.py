@@ -675,6 +675,14 @@ def test_sql_rules_reconciliation_and_table_wide_keys_use_the_warehouse(widgets:
     assert last["primary_key_unique"].metadata["duplicate_keys_in_table"].value == 1
     assert not last["primary_key_unique"].passed
 
+    # A run over one partition of a longer table looks only at its own keys elsewhere.
+    other = result.published.with_columns(
+        pl.lit(date(2026, 1, 1)).alias("partition_date"), pl.col("widget_id") + "-old"
+    )
+    _write(con, "shop_silver.widgets", pl.concat([result.published, later, other]))
+    narrow = _checks(widgets, result, con=con)["primary_key_unique"]
+    assert narrow.metadata["duplicate_keys_in_table"].value == 1
+
 
 def test_sql_rule_errors_are_reported_not_raised(widgets: Contract) -> None:
     result = split(widget_frame([widget_row(2)]), widgets)

@@ -26,6 +26,7 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -164,12 +165,7 @@ class PartitionedFiles:
         check_rows_in_partitions(dataset, df, partition_column, selection)
         df, added, widened = self._conform(dataset, df)
         replaced = self._row_counts(dataset, partition_column, selection)
-        by_value = {
-            key[0]: part
-            for key, part in df.partition_by(
-                partition_column, as_dict=True, maintain_order=True
-            ).items()
-        }
+        by_value = _split_by_value(df, partition_column)
         for value, key in zip(selection.values, selection.keys, strict=True):
             part = by_value.get(value)
             self._write_atomically(
@@ -308,3 +304,15 @@ def _database_name(con: duckdb.DuckDBPyConnection | None) -> str:
     if con is None:
         return "lake"
     return str(con.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+
+
+def _split_by_value(df: pl.DataFrame, column: str) -> dict[Any, pl.DataFrame]:
+    """The frame's rows per value of ``column``; a frame of one value is not copied (most writes
+    are one day, and ``partition_by`` gathers every column even then)."""
+    values = df.get_column(column).unique()
+    if values.len() <= 1:
+        return {values[0]: df} if values.len() else {}
+    return {
+        key[0]: part
+        for key, part in df.partition_by(column, as_dict=True, maintain_order=True).items()
+    }
