@@ -353,13 +353,9 @@ def build_orders(typed_lines: pl.DataFrame, published_lines: pl.DataFrame) -> pl
     published = published_lines.lazy().select(
         pl.col("partition_date").cast(pl.Date),
         pl.col("order_id").cast(pl.Utf8),
-        pl.col("line_no").cast(pl.Int32),
         pl.col("quantity").cast(pl.Int32),
         pl.col("unit_price_local").cast(pl.Float64),
         pl.col("line_amount_usd").cast(pl.Float64),
-    )
-    published_keys = (
-        published.select(*keys, "line_no").unique().with_columns(_published=pl.lit(True))
     )
     totals = published.group_by(keys).agg(
         order_total_local=(pl.col("quantity") * pl.col("unit_price_local")).sum().round(2),
@@ -377,19 +373,22 @@ def build_orders(typed_lines: pl.DataFrame, published_lines: pl.DataFrame) -> pl
         typed_lines.select(*keys, "line_no", *first_of),
         ["partition_date", "_source_file", "_source_line"],
     ).lazy()
-    complete = (
-        lines.select(*keys, "line_no")
-        .join(published_keys, on=[*keys, "line_no"], how="left")
-        .group_by(keys)
-        .agg(_lines_complete=pl.col("_published").fill_null(False).all())
-    )
+    # Published lines are unique by (order_id, line_no) and each is a delivered line, so an order
+    # is complete exactly when it published as many lines as it delivered distinct line numbers
+    # (an unparseable line number counts as one more, null, number). Counting replaces a join of
+    # every delivered line to the published keys.
+    delivered = lines.group_by(keys).agg(_delivered_lines=pl.col("line_no").n_unique())
     headers = (
         lines.unique(subset=keys, keep="first", maintain_order=True)
         .drop("line_no")
         # An empty order_id forms one header too (null keys group together), so match it here.
-        .join(complete, on=keys, how="left", maintain_order="left", nulls_equal=True)
+        .join(delivered, on=keys, how="left", maintain_order="left", nulls_equal=True)
         .join(totals, on=keys, how="left", maintain_order="left")
-        .with_columns(line_count=pl.col("line_count").fill_null(0), _in_partition=_in_partition())
+        .with_columns(line_count=pl.col("line_count").fill_null(0))
+        .with_columns(
+            _lines_complete=pl.col("_delivered_lines") == pl.col("line_count"),
+            _in_partition=_in_partition(),
+        )
     )
     columns = ["order_id", "customer_id", "order_ts", "order_date", "status", "currency",
                "order_total_local", "order_total_usd", "line_count"]  # fmt: skip

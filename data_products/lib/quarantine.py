@@ -107,7 +107,7 @@ def split(
 
     stamp = quarantined_at or datetime.now(UTC).replace(tzinfo=None)
     rejected = frame.filter(pl.col("__rejected"))
-    kept, duplicates = _deduplicate(frame.filter(~pl.col("__rejected")), contract)
+    kept, duplicates = _deduplicate(frame, contract)
     quarantined = pl.concat(
         [
             _quarantine_rejected(rejected, contract, rules, fails, columns, stamp),
@@ -177,17 +177,25 @@ def _check_input(typed: pl.DataFrame, contract: Contract) -> None:
 # Deduplication and the quarantine rows
 
 
-def _deduplicate(passing: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(kept, duplicates): the first row per primary key by (file, line) is kept.
+def _deduplicate(frame: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept, duplicates) among the rows no error rule rejected (``__rejected`` false).
 
-    Duplicates get ``__kept_file``/``__kept_line`` of the row that was kept, for their reason.
+    The first row per primary key by (file, line) is kept. Kept rows carry only the columns
+    ``_publish`` reads: gathering the typed frame's raw and delivered texts for every published
+    row cost as much as the rest of the split. Duplicates (few) keep every column for their
+    quarantine record, plus ``__kept_file``/``__kept_line`` of the row that was kept.
     """
-    ordered = sort_unless_sorted(passing, _ROW_ORDER)
+    ordered = sort_unless_sorted(frame, _ROW_ORDER)
+    passing = ~pl.col("__rejected")
     key = list(contract.primary_key)
+    published = [c for c in _published_columns(contract) if c in ordered.columns]
     if not key:
-        return ordered, ordered.clear()
-    first = ordered.select(pl.struct(key).is_first_distinct()).to_series()
-    kept, duplicates = ordered.filter(first), ordered.filter(~first)
+        return ordered.select(published).filter(passing), ordered.clear()
+    # A rejected row never shadows a passing one: the flag is part of what must be distinct.
+    first = pl.struct([*key, "__rejected"]).is_first_distinct()
+    masks = ordered.select((passing & first).alias("kept"), (passing & ~first).alias("dup"))
+    kept = ordered.select(published).filter(masks.get_column("kept"))
+    duplicates = ordered.filter(masks.get_column("dup"))
     if duplicates.is_empty():
         return kept, duplicates
     # Look the kept rows up only for the (few) duplicated keys, not with a window over all rows.
@@ -202,6 +210,12 @@ def _deduplicate(passing: pl.DataFrame, contract: Contract) -> tuple[pl.DataFram
         _ROW_ORDER, nulls_last=True, maintain_order=True
     )
     return kept, duplicates
+
+
+def _published_columns(contract: Contract) -> list[str]:
+    """Contract columns, platform columns and the lineage the published rows need."""
+    names = [c.name for c in contract.columns] + [p.name for p in contract.platform_columns()]
+    return list(dict.fromkeys([*names, *LINEAGE_COLUMNS]))
 
 
 def _raw_record(columns: Collection[str], contract: Contract) -> pl.Expr:
