@@ -16,6 +16,7 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -124,8 +125,11 @@ def silver_contract_assets(
     ):
         keys = run_partition_keys(context)
         store = lake_files()
-        runs = {c.name.name: _StageRun(c, store) for c in compiled}
-        with warehouse.connect() as con:
+        # Iceberg replicas are written by one background thread, in order, while the step goes on
+        # (pyarrow and polars release the GIL); the step waits for them before it reports.
+        replicas = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-replica")
+        runs = {c.name.name: _StageRun(c, store, replicas) for c in compiled}
+        with replicas, warehouse.connect() as con:
             sizes = _input_row_counts(con, store, next(iter(input_keys.values())), _dates(keys))
             chunks = plan_chunks(keys, sizes, get_settings().chunk_rows)
             for number, chunk in enumerate(chunks, start=1):
@@ -142,6 +146,8 @@ def silver_contract_assets(
                 for item in compiled:
                     runs[item.name.name].process(con, lake, frames, chunk, table_keys)
                 del frames
+            for run in runs.values():
+                run.wait_for_replicas()
         partitions = describe_keys(keys)
         for run in runs.values():
             context.log.info(f"{run.item.name} {partitions}: {run.summary()}")
@@ -153,9 +159,13 @@ def silver_contract_assets(
 class _StageRun:
     """What one stage accumulates over the chunks of a run."""
 
-    def __init__(self, item: _Compiled, store: PartitionedFiles) -> None:
+    def __init__(
+        self, item: _Compiled, store: PartitionedFiles, replicas: ThreadPoolExecutor
+    ) -> None:
         self.item = item
         self.store = store
+        self.replicas = replicas
+        self.pending: list[Future[WriteResult]] = []
         self.timings: dict[str, float] = {}
         self.rows_in = self.published_rows = self.quarantined_rows = 0
         self.by_rule: Counter[str] = Counter()
@@ -193,10 +203,9 @@ class _StageRun:
             )
         self.checks.append((describe_keys(chunk), checks))
         if item.contract.publishes_to_iceberg:
-            with self._timed("iceberg_s"):
-                self.iceberg = lake.iceberg().replace_partitions(
-                    item.name, result.published, partition_values=values
-                )
+            self.pending.append(
+                self.replicas.submit(self._replicate, lake, result.published, values)
+            )
         self._count(result, published, rejected)
         # Later stages of the same chunk read these by keyword.
         frames[item.name.name] = result.published
@@ -208,6 +217,20 @@ class _StageRun:
         self.quarantined_rows += rejected.rows_written
         self.by_rule.update(result.quarantined_by_rule)
         self.last = (published, rejected)
+
+    def _replicate(
+        self, lake: LakeResource, published: pl.DataFrame, values: list[date]
+    ) -> WriteResult:
+        with self._timed("iceberg_s"):  # on the replica thread: overlapped, not on the path
+            return lake.iceberg().replace_partitions(
+                self.item.name, published, partition_values=values
+            )
+
+    def wait_for_replicas(self) -> None:
+        """Re-raises a replica write's error here, in the step, after all earlier ones ran."""
+        for future in self.pending:
+            self.iceberg = future.result()
+        self.pending.clear()
 
     @contextmanager
     def _timed(self, phase: str) -> Iterator[None]:

@@ -413,9 +413,7 @@ class _Context:
         published = self.result.published
         # With a warehouse the table-wide scan below sees every row this run wrote, so grouping
         # the frame as well would only repeat it (0.2 s per million rows, per chunk).
-        in_run = (
-            published.filter(pl.struct(key).is_duplicated()).height if self.con is None else 0
-        )
+        in_run = published.filter(pl.struct(key).is_duplicated()).height if self.con is None else 0
         pk_rule = self.contract.primary_key_rule
         rule_id = pk_rule.id if pk_rule else ""
         duplicates = self.result.rule_failures.get(rule_id, 0)
