@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=1_000_000, help="cards in the stream")
     parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
     parser.add_argument("--window-events", type=int, default=10_000_000)
+    parser.add_argument(
+        "--consumer-events",
+        type=int,
+        default=0,
+        help="also drain a pre-produced log of this many events, CPU per step (0: skip)",
+    )
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument("--home", type=Path, default=None, help="data home (default: temp)")
@@ -47,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             users=args.users,
             max_batch=args.max_batch,
+            clock=clock,
+            progress=_progress,
+        )
+    if args.consumer_events:
+        from bench.payments.consumer import run_consumer
+
+        report["consumer"] = run_consumer(
+            home / "consumer",
+            events=args.consumer_events,
+            users=args.users,
+            rate=args.rate,
+            max_batch=args.max_batch,
+            threads=2,
             clock=clock,
             progress=_progress,
         )
