@@ -49,18 +49,22 @@ def run_consumer(
             produce(config, truth=False, log=log)
     warehouse = get_settings().warehouse_path
     warehouse.unlink(missing_ok=True)
-    con = duckdb.connect(str(warehouse), config={"threads": threads, "memory_limit": "3GB"})
+    config = {"threads": threads, "memory_limit": "3GB"}
     steps: dict[str, float] = {}
     steps_cpu: dict[str, float] = {}
     batches: list[dict[str, Any]] = []
     with clock.phase("consumer: drain"):
         wall0, cpu0 = time.perf_counter(), time.process_time()
         while True:
-            committed = committed_ends(con, CONSUMER, log.topic, log.partitions)
-            ranges = plan_batch(committed, log.end_offsets(), max_batch)
-            if not ranges:
-                break
-            report = process_batch(con, log, ranges, consumer=CONSUMER, batch_id=f"b{len(batches)}")
+            # A connection per batch, as each run opens the warehouse (cold buffers).
+            with duckdb.connect(str(warehouse), config=config) as con:
+                committed = committed_ends(con, CONSUMER, log.topic, log.partitions)
+                ranges = plan_batch(committed, log.end_offsets(), max_batch)
+                if not ranges:
+                    break
+                report = process_batch(
+                    con, log, ranges, consumer=CONSUMER, batch_id=f"b{len(batches)}"
+                )
             for step, seconds in report.step_seconds.items():
                 steps[step] = steps.get(step, 0.0) + seconds
             for step, seconds in report.step_cpu_seconds.items():
@@ -78,7 +82,6 @@ def run_consumer(
                 f"({report.cpu_seconds:.2f} CPU s)"
             )
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    con.close()
     records = sum(b["records"] for b in batches)
     return {
         "events": events,
