@@ -66,7 +66,7 @@ class BatchReport:
     late: int = 0
     feature_rows: int = 0
     alerts_standing: int = 0
-    alerts_replaced: int = 0
+    alerts_changed: int = 0
     ledger_entries: int = 0
     event_hours: list[str] = field(default_factory=list)
     stream_time: dict[int, str] = field(default_factory=dict)
@@ -286,7 +286,7 @@ def _write(
 
     report.feature_rows = recompute_features(con, batch_id=report.batch_id, computed_at=now)
     lap = report.lap("features", lap)
-    report.alerts_standing, report.alerts_replaced = recompute_alerts(
+    report.alerts_standing, report.alerts_changed = recompute_alerts(
         con, batch_id=report.batch_id, alerted_at=now
     )
     lap = report.lap("alerts", lap)

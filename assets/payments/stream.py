@@ -242,7 +242,7 @@ def _materializations(
     extra: dict[DatasetName, dict[str, Any]] = {
         SILVER: {"duplicates_dropped": report.duplicates, "rejected": report.rejected},
         FEATURES: {"rows_recomputed": report.feature_rows - report.admitted},
-        ALERTS: {"alerts_replaced": report.alerts_replaced},
+        ALERTS: {"alert_rows_changed": report.alerts_changed},
     }
     for name, written in rows.items():
         yield dg.MaterializeResult(
