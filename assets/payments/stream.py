@@ -308,7 +308,7 @@ def _checks(
     else:
         yield from _batch_checks(con, report)
     yield _precision_recall(con, report)
-    balance = balance_report(con, scope=None if report.replayed else "_candidates")
+    balance = balance_report(con, scope=None if report.replayed else "_entries")
     yield dg.AssetCheckResult(
         asset_key=LEDGER.asset_key,
         check_name="balanced",
