@@ -27,7 +27,7 @@ from assets.payments.alerts import PRECISION_TARGET, RECALL_TARGET, evaluate_ale
 from assets.payments.batch import BatchReport, process_batch
 from assets.payments.ledger import balance_report
 from assets.payments.reference import ALLOWED_LATENESS_S, CONSUMER, DOMAIN, TOPIC
-from assets.payments.tables import ALERTS, BRONZE, FEATURES, LATE, LEDGER, SILVER
+from assets.payments.tables import ALERTS, BRONZE, FEATURES, LATE, LEDGER, QUARANTINE, SILVER
 from data_products.lib.contracts import load_contract_for
 from data_products.lib.domains import domain
 from data_products.lib.eventlog import EventLog, OffsetRange
@@ -40,7 +40,7 @@ from data_products.lib.microbatch import (
     describe_ranges,
     plan_batch,
 )
-from data_products.lib.products import WAREHOUSE_POOL
+from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
 from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
 
@@ -55,6 +55,13 @@ _DESCRIPTIONS: dict[DatasetName, tuple[str, set[str]]] = {
     SILVER: (
         "Card transactions admitted by the watermark, deduplicated by event id across batches "
         "(first delivery wins), typed, amounts in DECIMAL(18,2). Keyed by event hour.",
+        {"duckdb", "polars"},
+    ),
+    QUARANTINE: (
+        "Records the stream could not publish: malformed (not JSON, wrong types), or failing a "
+        "row rule (required fields, positive amount, ISO-8601 UTC event time, currency and "
+        "country codes). One row per rejected delivery: rule, every failed rule, reason with "
+        "the log partition and offset, and the raw record.",
         {"duckdb", "polars"},
     ),
     LATE: (
@@ -89,6 +96,7 @@ def _spec(name: DatasetName) -> dg.AssetSpec:
     description, kinds = _DESCRIPTIONS[name]
     deps = {
         SILVER: [BRONZE],
+        QUARANTINE: [BRONZE],
         LATE: [BRONZE],
         FEATURES: [SILVER],
         ALERTS: [FEATURES],
@@ -100,7 +108,8 @@ def _spec(name: DatasetName) -> dg.AssetSpec:
         group_name=DOMAIN,
         owners=[domain(DOMAIN).owner],
         kinds=kinds,
-        tags={"layer": name.layer, "tier": "stream"},
+        tags={"layer": name.layer, "tier": "stream"}
+        | ({QUARANTINE_ROLE_TAG: "quarantine"} if name == QUARANTINE else {}),
         deps=[d.asset_key for d in deps],
         metadata={"dagster/table_name": f"warehouse.{name.table}"},
         skippable=False,
@@ -120,7 +129,8 @@ CHECKS = [
     _check(
         SILVER,
         "rows_reconcile",
-        "Records read = admitted + too late + duplicates + rejected: nothing lost or doubled.",
+        "Records read = bronze rows written = rows published (silver + late_events, as "
+        "inserted) + duplicates + rows quarantined (as inserted): nothing lost or doubled.",
     ),
     _check(
         SILVER,
@@ -235,12 +245,14 @@ def _materializations(
         BRONZE: report.records,
         SILVER: report.admitted,
         LATE: report.late,
+        QUARANTINE: report.quarantined,
         FEATURES: report.feature_rows,
         ALERTS: report.alerts_standing,
         LEDGER: report.ledger_entries,
     }
     extra: dict[DatasetName, dict[str, Any]] = {
-        SILVER: {"duplicates_dropped": report.duplicates, "rejected": report.rejected},
+        SILVER: {"duplicates_dropped": report.duplicates, "quarantined": report.quarantined},
+        QUARANTINE: {"quarantined_by_rule": report.quarantine_rules},
         FEATURES: {"rows_recomputed": report.feature_rows - report.admitted},
         ALERTS: {"alert_rows_changed": report.alerts_changed},
     }
@@ -278,17 +290,20 @@ def _checks(
             "gaps": [f"p{p}: starts {s}, previous ended {e}" for p, s, e in gaps],
         },
     )
-    accounted = report.admitted + report.late + report.duplicates + report.rejected
+    accounted = report.published + report.duplicates + report.quarantined
     yield dg.AssetCheckResult(
         asset_key=SILVER.asset_key,
         check_name="rows_reconcile",
-        passed=accounted == report.records,
+        passed=accounted == report.records == report.bronze_rows,
         metadata={
             "records": report.records,
+            "bronze_rows": report.bronze_rows,
+            "published": report.published,
             "admitted": report.admitted,
             "late": report.late,
             "duplicates": report.duplicates,
-            "rejected": report.rejected,
+            "quarantined": report.quarantined,
+            "quarantined_by_rule": report.quarantine_rules,
         },
     )
     if report.replayed:

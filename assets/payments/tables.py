@@ -21,6 +21,7 @@ FEATURES = DatasetName("payments", "gold", "user_window_features")
 ALERTS = DatasetName("payments", "gold", "fraud_alerts")
 LEDGER = DatasetName("payments", "gold", "ledger")
 RECONCILIATION = DatasetName("payments", "gold", "reconciliation")
+QUARANTINE = DatasetName("payments", "silver", "transactions_quarantine")
 
 CARD_EVENTS = f"{STATE_SCHEMA}.payments_card_events"
 """Window state: the admitted events of the last hour (plus lateness) that feature frames can
@@ -62,6 +63,11 @@ DDL = (
         log_appended_at TIMESTAMP NOT NULL,
         batch_id VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)""",
     f"CREATE TABLE IF NOT EXISTS {SILVER.table} ({_TRANSACTION_COLUMNS})",
+    f"""CREATE TABLE IF NOT EXISTS {QUARANTINE.table} (
+        rule_id VARCHAR NOT NULL, failed_rules VARCHAR[] NOT NULL, severity VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
+        raw_record VARCHAR NOT NULL, event_hour TIMESTAMP, batch_id VARCHAR NOT NULL,
+        quarantined_at TIMESTAMP NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {LATE.table} ({_TRANSACTION_COLUMNS},
         stream_time TIMESTAMP NOT NULL, lateness_s DOUBLE NOT NULL)""",
     f"""CREATE TABLE IF NOT EXISTS {FEATURES.table} (
