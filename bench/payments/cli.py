@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
     parser.add_argument("--window-events", type=int, default=10_000_000)
     parser.add_argument(
+        "--window-memory", default="4GB", help="DuckDB memory limit of the window job (4GB)"
+    )
+    parser.add_argument(
         "--consumer-events",
         type=int,
         default=0,
@@ -73,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.payments.windows import run_windows
 
         report["windows"] = run_windows(
-            home / "windows", events=args.window_events, clock=clock, progress=_progress
+            home / "windows",
+            events=args.window_events,
+            clock=clock,
+            progress=_progress,
+            memory_limit=args.window_memory,
         )
     report["phases_s"] = {k: round(v, 2) for k, v in clock.phases.items()}
     report.update(_peak_rss_gib())

@@ -62,11 +62,17 @@ def partition_for_key(key: str | bytes, partitions: int) -> int:
     return zlib.crc32(data) % partitions
 
 
-def partitions_for_keys(keys: Sequence[str], partitions: int) -> np.ndarray:
+def partitions_for_keys(
+    keys: Sequence[str], partitions: int, cache: dict[str, int] | None = None
+) -> np.ndarray:
     """``partition_for_key`` of every key, hashing each distinct key once (a stream repeats
-    its keys: cards, accounts)."""
-    distinct = {key: partition_for_key(key, partitions) for key in dict.fromkeys(keys)}
-    return np.fromiter((distinct[k] for k in keys), dtype=np.int32, count=len(keys))
+    its keys: cards, accounts); pass the same ``cache`` across calls to hash a key once per
+    process rather than once per call."""
+    known = {} if cache is None else cache
+    for key in dict.fromkeys(keys):
+        if key not in known:
+            known[key] = partition_for_key(key, partitions)
+    return np.fromiter((known[k] for k in keys), dtype=np.int32, count=len(keys))
 
 
 @dataclass(frozen=True, order=True)
