@@ -84,7 +84,6 @@ def produce_realtime(
     # Events delayed past their segment's end wait here and go out with the segment in which
     # they arrive, so lateness crosses segment boundaries as in one long simulation.
     pending: pl.DataFrame | None = None
-    cards: dict[str, int] = {}
     while total < target:
         n = min(segment_events, target - total)
         offset_s = total / rate
@@ -110,17 +109,16 @@ def produce_realtime(
             arrived.filter(pl.col("arrival_s") <= due),
             arrived.filter(pl.col("arrival_s") > due),
         )
-        _send(producer, now, cards)
+        _send(producer, now)
     producer.flush()
     return ProduceReport(producer.sent, distinct, time.perf_counter() - started, producer.appends)
 
 
-def _send(producer: Producer, events: pl.DataFrame, cards: dict[str, int] | None = None) -> None:
-    """Append ``events`` in order, keyed by card, as packed frames (no object per record);
-    ``cards`` caches each card's partition across calls."""
+def _send(producer: Producer, events: pl.DataFrame) -> None:
+    """Append ``events`` in order, keyed by card, as packed frames (no object per record)."""
     if events.height:
         keys = events["user_id"].to_list()
-        partitions = partitions_for_keys(keys, producer.log.partitions, cards)
+        partitions = partitions_for_keys(keys, producer.log.partitions)
         producer.send_packed(partitions, *encode_packed(events))
 
 

@@ -99,6 +99,11 @@ def test_key_hash_partitioning_is_stable_across_processes(tmp_path: Path) -> Non
         assert seqs == sorted(seqs)
 
 
+def test_column_wise_partitioning_equals_the_key_hash() -> None:
+    keys = [f"card-{i}" * (i % 5) for i in range(2_000)] + ["", "ä€𝄞", "u0000001"]
+    assert partitions_for_keys(keys, 7).tolist() == [partition_for_key(k, 7) for k in keys]
+
+
 def test_packed_sends_equal_record_by_record_sends(tmp_path: Path) -> None:
     """``send_packed`` (one buffer, numpy slicing) writes the same records in the same
     partitions and order as ``send`` (one object per record), whatever the frame size."""

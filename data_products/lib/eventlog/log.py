@@ -62,17 +62,33 @@ def partition_for_key(key: str | bytes, partitions: int) -> int:
     return zlib.crc32(data) % partitions
 
 
-def partitions_for_keys(
-    keys: Sequence[str], partitions: int, cache: dict[str, int] | None = None
-) -> np.ndarray:
-    """``partition_for_key`` of every key, hashing each distinct key once (a stream repeats
-    its keys: cards, accounts); pass the same ``cache`` across calls to hash a key once per
-    process rather than once per call."""
-    known = {} if cache is None else cache
-    for key in dict.fromkeys(keys):
-        if key not in known:
-            known[key] = partition_for_key(key, partitions)
-    return np.fromiter((known[k] for k in keys), dtype=np.int32, count=len(keys))
+def _crc32_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):  # the reflected CRC-32 polynomial zlib uses
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
+    return table.astype(np.uint32)
+
+
+_CRC32_TABLE = _crc32_table()
+
+
+def partitions_for_keys(keys: Sequence[str], partitions: int) -> np.ndarray:
+    """``partition_for_key`` of every key, computed column-wise: the CRC-32 is run one byte
+    position at a time over all keys of the same length (numpy), instead of one ``zlib.crc32``
+    call per key, which cost a producer at 50k records/s a fifth of a core. Equal to
+    ``zlib.crc32`` bit for bit (tested)."""
+    encoded = [key.encode() for key in keys]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    crc = np.empty(len(encoded), dtype=np.uint32)
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        data = b"".join(encoded[i] for i in rows.tolist())
+        matrix = np.frombuffer(data, dtype=np.uint8).reshape(len(rows), length)
+        value = np.full(len(rows), 0xFFFFFFFF, dtype=np.uint32)
+        for column in range(length):
+            value = _CRC32_TABLE[(value ^ matrix[:, column]) & 0xFF] ^ (value >> np.uint32(8))
+        crc[rows] = value ^ np.uint32(0xFFFFFFFF)
+    return (crc % partitions).astype(np.int32)
 
 
 @dataclass(frozen=True, order=True)
