@@ -33,6 +33,7 @@ from assets.payments.records import (
     TIME_FORMAT,
     PackedRecords,
     parse_records,
+    valid_expr,
     verdict_columns,
 )
 from assets.payments.reference import ALLOWED_LATENESS_S
@@ -141,7 +142,8 @@ def read_ranges(
 
 def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.DataFrame:
     """Add ``event_ts``, ``stream_time`` (of the partition before the record), the quarantine
-    verdict (``is_valid``, ``failed_rules``, ``rule_id``, ``reason``: see ``records``),
+    verdict ``is_valid`` (``records``; the rejected rows' rules and reasons are added by
+    ``_quarantine``),
     ``is_first`` (first delivery within the batch) and ``is_late``."""
     prior = pl.DataFrame(
         {
@@ -165,8 +167,7 @@ def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.
                 pl.col("event_ts").cum_max().shift(1).over("log_partition"), pl.col("_prior")
             ),
         )
-        .with_columns(verdict_columns())
-        .with_columns(is_valid=pl.col("rule_id").is_null())
+        .with_columns(is_valid=valid_expr())
         .with_columns(
             is_first=pl.col("_seq") == pl.col("_seq").min().over("event_id"),
             is_late=pl.col("stream_time").is_not_null()
@@ -227,7 +228,7 @@ def _quarantine(
 ) -> tuple[int, dict[str, int]]:
     """Write the batch's rejected records (rule, every failed rule, reason, log position, raw
     record) to the quarantine table; returns the rows inserted and the count per rule."""
-    rejected = frame.filter(~pl.col("is_valid"))
+    rejected = frame.filter(~pl.col("is_valid")).with_columns(verdict_columns())
     if not rejected.height:
         return 0, {}
     rows = rejected.select(
@@ -270,7 +271,7 @@ def _write(
     frame = classify(raw, prior)
     report.records = frame.height
     lap = report.lap("classify", lap)
-    con.register("_batch", frame.drop("failed_rules", "rule_id", "reason", PARSE_ERROR).to_arrow())
+    con.register("_batch", frame.drop(PARSE_ERROR).to_arrow())
     bronze = con.execute(
         f"""INSERT INTO {BRONZE.table}
         SELECT event_id, user_id, merchant_id, amount, currency, country, device_id, event_time,

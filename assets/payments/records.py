@@ -81,6 +81,12 @@ def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
 RULE_IDS = tuple(rule for rule, _, _ in _rules())
 
 
+def valid_expr() -> pl.Expr:
+    """True where the row passes every rule: the one expression every row needs (the verdict
+    columns are built for the rejected rows only)."""
+    return ~pl.any_horizontal([fails for _, fails, _ in _rules()])
+
+
 def verdict_columns() -> list[pl.Expr]:
     """``is_valid``, ``failed_rules`` (every rule the row fails), ``rule_id`` and ``reason``
     (of the first failing rule, prefixed with the log position)."""
