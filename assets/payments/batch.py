@@ -18,7 +18,6 @@ so a crash and a replay with other batch sizes give identical tables.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,9 +28,17 @@ import polars as pl
 
 from assets.payments.alerts import recompute_alerts
 from assets.payments.ledger import book_transactions
+from assets.payments.records import (
+    PARSE_ERROR,
+    TIME_FORMAT,
+    PackedRecords,
+    parse_records,
+    valid_expr,
+    verdict_columns,
+)
 from assets.payments.reference import ALLOWED_LATENESS_S
-from assets.payments.tables import BRONZE, LATE, SILVER, ensure_tables
-from assets.payments.windows import recompute_features
+from assets.payments.tables import BRONZE, LATE, QUARANTINE, SILVER, ensure_tables
+from assets.payments.windows import prune_card_events, recompute_features, remember_events
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.microbatch import (
     STATE_SCHEMA,
@@ -39,18 +46,6 @@ from data_products.lib.microbatch import (
     committed_ends,
     resolve_ranges,
 )
-
-RAW_SCHEMA = {
-    "event_id": pl.String,
-    "user_id": pl.String,
-    "merchant_id": pl.String,
-    "amount": pl.Float64,
-    "currency": pl.String,
-    "country": pl.String,
-    "device_id": pl.String,
-    "event_time": pl.String,
-}
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 
 @dataclass
@@ -61,12 +56,17 @@ class BatchReport:
     ranges: list[OffsetRange] = field(default_factory=list)
     records: int = 0
     duplicates: int = 0
-    rejected: int = 0
+    quarantined: int = 0
+    bronze_rows: int = 0
+    published: int = 0
+    """Rows inserted into silver and late_events (counted from the inserts, so the
+    ``rows_reconcile`` check compares what was written, not a difference)."""
+    quarantine_rules: dict[str, int] = field(default_factory=dict)
     admitted: int = 0
     late: int = 0
     feature_rows: int = 0
     alerts_standing: int = 0
-    alerts_replaced: int = 0
+    alerts_changed: int = 0
     ledger_entries: int = 0
     event_hours: list[str] = field(default_factory=list)
     stream_time: dict[int, str] = field(default_factory=dict)
@@ -76,6 +76,10 @@ class BatchReport:
     cpu_seconds: float = 0.0
     step_seconds: dict[str, float] = field(default_factory=dict)
     """Wall time per step: where a slow batch spends its time (bench and run metadata)."""
+    step_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU time (every thread of the process) per step: on shared cores wall time measures
+    the neighbours as much as the step."""
+    _cpu_mark: float = field(default_factory=time.process_time, repr=False)
     _event_time_quantiles: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -84,19 +88,27 @@ class BatchReport:
         return not self.ranges
 
     def lap(self, step: str, since: float) -> float:
-        """Record the time since ``since`` under ``step``; returns now (the next lap's start)."""
-        now = time.perf_counter()
+        """Record the time since ``since`` under ``step`` (and the CPU time since the previous
+        lap); returns now (the next lap's start)."""
+        now, cpu = time.perf_counter(), time.process_time()
         self.step_seconds[step] = round(self.step_seconds.get(step, 0.0) + now - since, 3)
+        spent = self.step_cpu_seconds.get(step, 0.0) + cpu - self._cpu_mark
+        self.step_cpu_seconds[step] = round(spent, 3)
+        self._cpu_mark = cpu
         return now
 
 
-def read_ranges(log: EventLog, ranges: list[OffsetRange]) -> tuple[pl.DataFrame, list[OffsetRange]]:
-    """The records of ``ranges`` as a frame, with their partition, offset and append time.
+def read_ranges(
+    log: EventLog, ranges: list[OffsetRange]
+) -> tuple[pl.DataFrame, list[OffsetRange], PackedRecords]:
+    """The records of ``ranges`` as a frame (``RAW_SCHEMA`` and ``PARSE_ERROR``), with their
+    partition, offset and append time, and the raw records (for the quarantine).
 
     Returns the ranges actually read: a range can come back shorter if its tail is not readable
     (a torn frame): only what was read is committed, the rest is read by a later batch.
     """
     payloads: list[bytes] = []
+    lengths: list[np.ndarray] = []
     partitions: list[np.ndarray] = []
     offsets: list[np.ndarray] = []
     appended: list[np.ndarray] = []
@@ -108,22 +120,30 @@ def read_ranges(log: EventLog, ranges: list[OffsetRange]) -> tuple[pl.DataFrame,
             read.append(OffsetRange(r.partition, r.start, end))
         for chunk in chunks:
             payloads.append(chunk.data)
+            lengths.append(chunk.lengths)
             partitions.append(np.full(chunk.count, chunk.partition, dtype=np.int32))
             offsets.append(np.arange(chunk.first_offset, chunk.end_offset, dtype=np.int64))
             appended.append(np.full(chunk.count, chunk.append_ms, dtype=np.int64))
+    starts = np.concatenate(
+        ([0], np.cumsum(np.concatenate(lengths) if lengths else [], dtype=np.int64))
+    )
+    packed = PackedRecords(b"".join(payloads), starts)
+    frame = parse_records(packed)
     if not payloads:
-        return pl.DataFrame(schema={**RAW_SCHEMA, "log_partition": pl.Int32}), read
-    frame = pl.read_ndjson(io.BytesIO(b"".join(payloads)), schema=RAW_SCHEMA)
+        return frame.with_columns(log_partition=pl.lit(None, dtype=pl.Int32)), read, packed
     frame = frame.with_columns(
         log_partition=pl.Series(np.concatenate(partitions)),
         log_offset=pl.Series(np.concatenate(offsets)),
         log_appended_at=pl.Series(np.concatenate(appended)).cast(pl.Datetime("ms")),
+        _record=pl.int_range(pl.len(), dtype=pl.Int64),
     )
-    return frame, read
+    return frame, read, packed
 
 
 def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.DataFrame:
-    """Add ``event_ts``, ``stream_time`` (of the partition before the record), ``is_valid``,
+    """Add ``event_ts``, ``stream_time`` (of the partition before the record), the quarantine
+    verdict ``is_valid`` (``records``; the rejected rows' rules and reasons are added by
+    ``_quarantine``),
     ``is_first`` (first delivery within the batch) and ``is_late``."""
     prior = pl.DataFrame(
         {
@@ -137,7 +157,7 @@ def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.
         frame.sort("log_partition", "log_offset")
         .with_columns(
             event_ts=pl.col("event_time")
-            .str.to_datetime(_TIME_FORMAT, strict=False)
+            .str.to_datetime(TIME_FORMAT, strict=False)
             .cast(pl.Datetime("us")),
             _seq=pl.int_range(pl.len()),
         )
@@ -146,12 +166,8 @@ def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.
             stream_time=pl.max_horizontal(
                 pl.col("event_ts").cum_max().shift(1).over("log_partition"), pl.col("_prior")
             ),
-            is_valid=pl.all_horizontal(
-                pl.col("event_id", "user_id", "merchant_id", "currency", "country").is_not_null(),
-                pl.col("amount").is_not_null() & (pl.col("amount") > 0),
-                pl.col("event_ts").is_not_null(),
-            ),
         )
+        .with_columns(is_valid=valid_expr())
         .with_columns(
             is_first=pl.col("_seq") == pl.col("_seq").min().over("event_id"),
             is_late=pl.col("stream_time").is_not_null()
@@ -180,10 +196,10 @@ def process_batch(
     con.begin()
     try:
         todo = resolve_ranges(requested, committed_ends(con, consumer, log.topic, log.partitions))
-        frame, report.ranges = read_ranges(log, todo)
+        frame, report.ranges, packed = read_ranges(log, todo)
         lap = report.lap("read", started)
         if report.ranges:
-            _write(con, frame, report, consumer=consumer, topic=log.topic)
+            _write(con, frame, packed, report, consumer=consumer, topic=log.topic)
             lap = time.perf_counter()
             commit_ranges(con, consumer, log.topic, report.ranges, batch_id)
         con.commit()
@@ -202,9 +218,42 @@ def process_batch(
     return report
 
 
+def _quarantine(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    packed: PackedRecords,
+    *,
+    batch_id: str,
+    now: datetime,
+) -> tuple[int, dict[str, int]]:
+    """Write the batch's rejected records (rule, every failed rule, reason, log position, raw
+    record) to the quarantine table; returns the rows inserted and the count per rule."""
+    rejected = frame.filter(~pl.col("is_valid")).with_columns(verdict_columns())
+    if not rejected.height:
+        return 0, {}
+    rows = rejected.select(
+        "rule_id",
+        "failed_rules",
+        pl.lit("error").alias("severity"),
+        "reason",
+        "log_partition",
+        "log_offset",
+        pl.Series("raw_record", packed.text(rejected["_record"].to_list()), dtype=pl.String),
+        pl.col("event_ts").dt.truncate("1h").alias("event_hour"),
+        pl.lit(batch_id).alias("batch_id"),
+        pl.lit(now).cast(pl.Datetime("us")).alias("quarantined_at"),
+    )
+    con.register("_rejected", rows.to_arrow())
+    inserted = con.execute(f"INSERT INTO {QUARANTINE.table} SELECT * FROM _rejected").fetchone()
+    con.unregister("_rejected")
+    per_rule = dict(rows.group_by("rule_id").len().sort("rule_id").iter_rows())
+    return (int(inserted[0]) if inserted else 0), per_rule
+
+
 def _write(
     con: duckdb.DuckDBPyConnection,
     raw: pl.DataFrame,
+    packed: PackedRecords,
     report: BatchReport,
     *,
     consumer: str,
@@ -222,16 +271,20 @@ def _write(
     frame = classify(raw, prior)
     report.records = frame.height
     lap = report.lap("classify", lap)
-    con.register("_batch", frame.to_arrow())
-    con.execute(
+    con.register("_batch", frame.drop(PARSE_ERROR).to_arrow())
+    bronze = con.execute(
         f"""INSERT INTO {BRONZE.table}
         SELECT event_id, user_id, merchant_id, amount, currency, country, device_id, event_time,
                date_trunc('hour', event_ts), log_partition, log_offset, log_appended_at,
                $batch_id, $now
         FROM _batch""",
         {"batch_id": report.batch_id, "now": now},
-    )
+    ).fetchone()
+    report.bronze_rows = int(bronze[0]) if bronze else 0
     lap = report.lap("bronze", lap)
+    report.quarantined, report.quarantine_rules = _quarantine(
+        con, frame, packed, batch_id=report.batch_id, now=now
+    )
     # Candidates: valid first deliveries in this batch that no earlier batch stored.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _candidates AS
@@ -255,11 +308,15 @@ def _write(
     # No ORDER BY: rows keep log order, which follows event time closely enough for the
     # event_time min/max of each row group (zone maps) to skip older batches in the
     # span-bounded reads of later batches (dedup, window context).
-    con.execute(f"INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late")
-    con.execute(
+    admitted = con.execute(
+        f"INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late"
+    ).fetchone()
+    late = con.execute(
         f"""INSERT INTO {LATE.table} SELECT {columns}, stream_time,
                epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
-    )
+    ).fetchone()
+    report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
+    remember_events(con, "(SELECT * FROM _candidates WHERE NOT is_late)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _admitted AS
            SELECT event_id, user_id, event_time FROM _candidates WHERE NOT is_late"""
@@ -271,13 +328,15 @@ def _write(
     ).fetchone()
     assert counts is not None
     report.admitted, report.late, report.event_hours = int(counts[0]), int(counts[1]), counts[2]
-    report.rejected = int(frame.filter(~pl.col("is_valid")).height)
-    report.duplicates = report.records - report.rejected - report.admitted - report.late
+    # A duplicate: a valid delivery that did not add a transaction (re-sent within the batch,
+    # or of an event an earlier batch stored).
+    valid = int(frame["is_valid"].sum())
+    report.duplicates = valid - report.admitted - report.late
     lap = report.lap("silver", lap)
 
     report.feature_rows = recompute_features(con, batch_id=report.batch_id, computed_at=now)
     lap = report.lap("features", lap)
-    report.alerts_standing, report.alerts_replaced = recompute_alerts(
+    report.alerts_standing, report.alerts_changed = recompute_alerts(
         con, batch_id=report.batch_id, alerted_at=now
     )
     lap = report.lap("alerts", lap)
@@ -290,13 +349,17 @@ def _write(
         .agg(pl.col("event_ts").max())
         .rows()
     )
+    latest = dict(prior)
     for partition, batch_max in stream_times:
-        new = max(batch_max, prior.get(partition, batch_max))
+        new = latest[partition] = max(batch_max, prior.get(partition, batch_max))
         con.execute(
             f"""INSERT OR REPLACE INTO {STATE_SCHEMA}.partition_time VALUES (?, ?, ?, ?)""",
             [consumer, topic, partition, new],
         )
         report.stream_time[int(partition)] = new.isoformat()
+    if latest:
+        # Every partition's stream time, this batch's included: the slowest bounds the state.
+        prune_card_events(con, min(latest.values()))
     # Event-time quantiles now, latencies at commit: the 95th latency percentile is the 5th
     # event-time percentile, measured against the moment the features became visible.
     quantiles = con.execute(

@@ -21,8 +21,8 @@ import polars as pl
 
 from assets.payments.reference import DOMAIN, PARTITIONS, TOPIC
 from assets.payments.settlement import write_settlement
-from assets.payments.simulator import SimulationConfig, encode_events, simulate
-from data_products.lib.eventlog import EventLog, Producer
+from assets.payments.simulator import SimulationConfig, encode_packed, simulate
+from data_products.lib.eventlog import EventLog, Producer, partitions_for_keys
 from data_products.lib.settings import get_settings
 
 
@@ -55,7 +55,7 @@ def produce(
     stream = simulate(config)
     producer = Producer(log, rate=rate or None)
     started = time.perf_counter()
-    producer.send_many(stream.events["user_id"].to_list(), encode_events(stream.events))
+    _send(producer, stream.events)
     producer.flush()
     seconds = time.perf_counter() - started
     if truth:
@@ -109,9 +109,17 @@ def produce_realtime(
             arrived.filter(pl.col("arrival_s") <= due),
             arrived.filter(pl.col("arrival_s") > due),
         )
-        producer.send_many(now["user_id"].to_list(), encode_events(now))
+        _send(producer, now)
     producer.flush()
     return ProduceReport(producer.sent, distinct, time.perf_counter() - started, producer.appends)
+
+
+def _send(producer: Producer, events: pl.DataFrame) -> None:
+    """Append ``events`` in order, keyed by card, as packed frames (no object per record)."""
+    if events.height:
+        keys = events["user_id"].to_list()
+        partitions = partitions_for_keys(keys, producer.log.partitions)
+        producer.send_packed(partitions, *encode_packed(events))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ sigma 0.35), at a Poisson rate of ``events / users / span`` each. Every draw com
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,13 +82,9 @@ class SimulatedStream:
 
 def simulate(config: SimulationConfig) -> SimulatedStream:
     """The whole stream of ``config`` (vectorised; about a second per million events)."""
-    cards = np.random.default_rng(config.seed)
     rng = np.random.default_rng([config.seed, config.segment, 1])
     span = config.events / config.events_per_second
-    n_countries = len(COUNTRIES)
-    home = cards.choice(n_countries, size=config.users, p=_HOME_WEIGHTS / _HOME_WEIGHTS.sum())
-    baseline_usd = np.exp(cards.normal(3.4, 0.7, size=config.users))
-    devices = cards.integers(0, 2, size=config.users)  # device index per card: d<user>-<0|1>
+    home, baseline_usd, devices = _cards(config.seed, config.users)
 
     n_velocity = _incidents(config.velocity_per_10k, config.events, rng)
     n_spikes = _incidents(config.spikes_per_10k, config.events, rng)
@@ -189,20 +186,30 @@ def simulate(config: SimulationConfig) -> SimulatedStream:
     )
     start_ms = int(config.start.timestamp() * 1000)
     event_ms = start_ms + np.round(table["time_s"] * 1000).astype(np.int64)
-    distinct = pl.DataFrame(
+    codes = pl.DataFrame(
         {
-            "event_id": [f"{config.id_prefix}{i:010d}" for i in range(n)],
-            "user_id": [f"u{u:07d}" for u in table["user"]],
-            "merchant_id": [f"m{m:05d}" for m in table["merchant"]],
-            "amount": table["amount"],
-            "currency": [COUNTRIES[c][1] for c in table["country"]],
-            "country": [COUNTRIES[c][0] for c in table["country"]],
-            "device_id": [
-                f"d{u:07d}-{d}" for u, d in zip(table["user"], table["device"], strict=False)
-            ],
-            "event_time": pl.Series(event_ms).cast(pl.Datetime("ms", "UTC")),
-            "arrival_s": table["time_s"] + delay,
+            "i": np.arange(n),
+            "user": table["user"],
+            "merchant": table["merchant"],
+            "country": table["country"],
+            "device": table["device"],
         }
+    )
+    # Strings built column-wise (the simulator shares the cores with the consumer in the
+    # stream benchmark): the same values as f"{prefix}{i:010d}" and friends, row by row.
+    distinct = codes.select(
+        event_id=pl.lit(config.id_prefix) + _zero_padded("i", 10),
+        user_id=pl.lit("u") + _zero_padded("user", 7),
+        merchant_id=pl.lit("m") + _zero_padded("merchant", 5),
+        amount=pl.lit(table["amount"]),
+        currency=pl.lit(pl.Series([c[1] for c in COUNTRIES])).gather(pl.col("country")),
+        country=pl.lit(pl.Series([c[0] for c in COUNTRIES])).gather(pl.col("country")),
+        device_id=pl.lit("d")
+        + _zero_padded("user", 7)
+        + pl.lit("-")
+        + pl.col("device").cast(pl.String),
+        event_time=pl.lit(pl.Series(event_ms)).cast(pl.Datetime("ms", "UTC")),
+        arrival_s=pl.lit(table["time_s"] + delay),
     )
     truth = distinct.select(
         "event_id",
@@ -227,6 +234,24 @@ def simulate(config: SimulationConfig) -> SimulatedStream:
     )
     truth = truth.with_columns(resent=pl.col("event_id").is_in(resent["event_id"].implode()))
     return SimulatedStream(events=events, truth=truth, config=config)
+
+
+@functools.lru_cache(maxsize=2)
+def _cards(seed: int, users: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Home country, baseline amount (USD) and device index (d<user>-<0|1>) of every card.
+    Cached: a long stream is simulated in segments that share their cards, and drawing ten
+    million cards per five-second segment would cost the producer a third of a core."""
+    cards = np.random.default_rng(seed)
+    home = cards.choice(len(COUNTRIES), size=users, p=_HOME_WEIGHTS / _HOME_WEIGHTS.sum())
+    baseline_usd = np.exp(cards.normal(3.4, 0.7, size=users))
+    devices = cards.integers(0, 2, size=users)
+    for array in (home, baseline_usd, devices):
+        array.flags.writeable = False  # shared between calls: nobody may change them
+    return home, baseline_usd, devices
+
+
+def _zero_padded(column: str, width: int) -> pl.Expr:
+    return pl.col(column).cast(pl.String).str.zfill(width)
 
 
 def _incidents(per_10k: float, events: int, rng: np.random.Generator) -> int:
@@ -286,6 +311,19 @@ def encode_events(events: pl.DataFrame) -> list[bytes]:
     )
     lines = payload.write_ndjson().encode().split(b"\n")
     return [line + b"\n" for line in lines if line]
+
+
+def encode_packed(events: pl.DataFrame) -> tuple[bytes, np.ndarray]:
+    """``encode_events`` as one buffer and the records' lengths, for ``Producer.send_packed``:
+    the JSON lines are written by polars in one call and cut at their newlines (JSON escapes
+    newlines inside strings, so every raw newline ends a record)."""
+    payload = events.select(
+        *EVENT_COLUMNS[:-1],
+        pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"),
+    )
+    data = payload.write_ndjson().encode()
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    return data, np.diff(newlines, prepend=-1).astype(np.uint32)
 
 
 def stream_span(config: SimulationConfig) -> timedelta:

@@ -26,9 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.payments", description=__doc__)
     parser.add_argument("--duration", type=float, default=300.0, help="stream seconds (300)")
     parser.add_argument("--rate", type=float, default=50_000.0, help="producer events/s")
-    parser.add_argument("--users", type=int, default=1_000_000, help="cards in the stream")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=10_000_000,
+        help="cards in the stream (10 M: at 50k/s each card pays every 3 minutes or so; with "
+        "1 M every card pays 3 times a minute and the velocity rule flags a third of the "
+        "stream)",
+    )
     parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
     parser.add_argument("--window-events", type=int, default=10_000_000)
+    parser.add_argument(
+        "--window-memory", default="4GB", help="DuckDB memory limit of the window job (4GB)"
+    )
+    parser.add_argument(
+        "--consumer-events",
+        type=int,
+        default=0,
+        help="also drain a pre-produced log of this many events, CPU per step (0: skip)",
+    )
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument("--home", type=Path, default=None, help="data home (default: temp)")
@@ -50,11 +66,28 @@ def main(argv: list[str] | None = None) -> int:
             clock=clock,
             progress=_progress,
         )
+    if args.consumer_events:
+        from bench.payments.consumer import run_consumer
+
+        report["consumer"] = run_consumer(
+            home / "consumer",
+            events=args.consumer_events,
+            users=args.users,
+            rate=args.rate,
+            max_batch=args.max_batch,
+            threads=2,
+            clock=clock,
+            progress=_progress,
+        )
     if not args.skip_windows:
         from bench.payments.windows import run_windows
 
         report["windows"] = run_windows(
-            home / "windows", events=args.window_events, clock=clock, progress=_progress
+            home / "windows",
+            events=args.window_events,
+            clock=clock,
+            progress=_progress,
+            memory_limit=args.window_memory,
         )
     report["phases_s"] = {k: round(v, 2) for k, v in clock.phases.items()}
     report.update(_peak_rss_gib())

@@ -11,6 +11,7 @@ minus its event time, over every admitted event.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,7 +29,13 @@ BATCH_METRICS = (
     "batch_cpu_seconds",
     "batch_latency_s",
     "step_seconds",
+    "step_cpu_seconds",
 )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_stream(
@@ -66,6 +73,8 @@ def run_stream(
         resources={"warehouse": WarehouseResource(threads=2, memory_limit="3GB")},
     )
     instance = dg.DagsterInstance.ephemeral()
+    children_before = _children_cpu()
+    consumer_cpu_before = time.process_time()
     producer = subprocess.Popen(
         [
             sys.executable,
@@ -107,7 +116,10 @@ def run_stream(
                 break
             time.sleep(0.2)
     finished = time.time()
+    consumer_cpu = time.process_time() - consumer_cpu_before
     produced = (producer.stdout.read() if producer.stdout else "").strip()
+    producer.wait()
+    producer_cpu = _children_cpu() - children_before
     if producer.returncode:
         raise RuntimeError(f"producer failed ({producer.returncode}): {produced}")
     with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
@@ -142,6 +154,11 @@ def run_stream(
         "sustained_records_per_s": round(records / elapsed),
         "batch_processing_s": round(busy, 1),
         "batch_cpu_s": round(cpu, 1),
+        # CPU seconds (user + sys) over the whole stream phase: wall time on shared cores
+        # measures the neighbours too.
+        "consumer_cpu_s": round(consumer_cpu, 1),
+        "producer_cpu_s": round(producer_cpu, 1),
+        "consumer_cpu_us_per_record": round(consumer_cpu / records * 1e6, 1) if records else None,
         "consumer_capacity_records_per_s": round(records / busy) if busy else None,
         "latency_event_to_feature_p50_s": round(p50, 2),
         "latency_event_to_feature_p95_s": round(p95, 2),

@@ -69,8 +69,14 @@ SNAPSHOT_SQL = {
     "features": "SELECT * EXCLUDE (batch_id, computed_at) FROM payments_gold.user_window_features",
     "alerts": "SELECT * EXCLUDE (batch_id, alerted_at) FROM payments_gold.fraud_alerts",
     "ledger": "SELECT * EXCLUDE (batch_id) FROM payments_gold.ledger",
+    "quarantine": "SELECT * EXCLUDE (batch_id, quarantined_at) "
+    "FROM payments_silver.transactions_quarantine",
 }
-_ORDER = {"bronze": ["log_partition", "log_offset"], "ledger": ["event_id", "entry_no"]}
+_ORDER = {
+    "bronze": ["log_partition", "log_offset"],
+    "quarantine": ["log_partition", "log_offset"],
+    "ledger": ["event_id", "entry_no"],
+}
 
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:

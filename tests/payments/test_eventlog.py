@@ -10,9 +10,16 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from data_products.lib.eventlog import EventLog, EventLogError, Producer, partition_for_key
+from data_products.lib.eventlog import (
+    EventLog,
+    EventLogError,
+    Producer,
+    partition_for_key,
+    partitions_for_keys,
+)
 from data_products.lib.eventlog.log import HEADER_SIZE
 
 
@@ -90,6 +97,32 @@ def test_key_hash_partitioning_is_stable_across_processes(tmp_path: Path) -> Non
             assert partition_for_key(key, 8) == p
         seqs = [int(r.decode().split(":")[1]) for r in _read_all(log, p)]
         assert seqs == sorted(seqs)
+
+
+def test_column_wise_partitioning_equals_the_key_hash() -> None:
+    keys = [f"card-{i}" * (i % 5) for i in range(2_000)] + ["", "ä€𝄞", "u0000001"]
+    assert partitions_for_keys(keys, 7).tolist() == [partition_for_key(k, 7) for k in keys]
+
+
+def test_packed_sends_equal_record_by_record_sends(tmp_path: Path) -> None:
+    """``send_packed`` (one buffer, numpy slicing) writes the same records in the same
+    partitions and order as ``send`` (one object per record), whatever the frame size."""
+    keys = [f"card-{i % 37}" for i in range(1_000)]
+    records = [f"{k}:{i}:{'x' * (i % 13)}\n".encode() for i, k in enumerate(keys)]
+    one_by_one = EventLog.open("a", partitions=4, root=tmp_path)
+    producer = Producer(one_by_one, linger_records=64)
+    producer.send_many(keys, records)
+    producer.flush()
+    packed = EventLog.open("b", partitions=4, root=tmp_path)
+    producer = Producer(packed, linger_records=64)
+    lengths = np.array([len(r) for r in records], dtype=np.uint32)
+    producer.send_packed(partitions_for_keys(keys, 4), b"".join(records), lengths)
+    assert producer.sent == len(records)
+    for p in range(4):
+        assert _read_all(packed, p) == _read_all(one_by_one, p)
+        assert _read_all(packed, p), f"partition {p} received nothing"
+    with pytest.raises(EventLogError, match="lengths add up to 5 bytes, the data has 4"):
+        packed.append_packed(0, b"abcd", np.array([2, 3], dtype=np.uint32), append_ms=1)
 
 
 def test_torn_tail_is_never_read_and_is_truncated_by_the_next_writer(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ def test_fraud_alerts_meet_precision_and_recall_targets(demo_stream) -> None:
 def test_ledger_balances_and_books_late_events_too(demo_stream) -> None:
     report = balance_report(demo_stream, scope=None)
     assert report["total_balanced"] and report["unbalanced_in_scope"] == 0
+    assert report["control_totals_match"], "the carried totals equal the ledger's sums"
     counts = demo_stream.execute(
         """SELECT (SELECT count(*) FROM payments_silver.transactions),
                   (SELECT count(*) FROM payments_silver.late_events),
@@ -59,6 +60,18 @@ def test_ledger_balances_and_books_late_events_too(demo_stream) -> None:
     assert counts is not None and counts[1] > 0
     labels = pl.read_parquet(get_settings().truth / "payments" / "labels-demo00000.parquet")
     assert counts[0] + counts[1] == counts[2] == labels.height
+
+
+def test_an_entry_written_outside_a_batch_unbalances_the_ledger(demo_stream) -> None:
+    demo_stream.execute(
+        """INSERT INTO payments_gold.ledger
+           SELECT event_id, 4, 'suspense:USD', 'credit', 1.00, currency, merchant_id,
+                  booking_date, event_time, 'manual'
+           FROM payments_gold.ledger WHERE entry_no = 1 ORDER BY event_id LIMIT 1"""
+    )
+    report = balance_report(demo_stream, scope=None)
+    assert report["unbalanced_in_scope"] == 1
+    assert not report["total_balanced"] and not report["control_totals_match"]
 
 
 def test_reconciliation_finds_exactly_the_injected_breaks(demo_stream) -> None:

@@ -6,16 +6,19 @@ watermark rejects is derived independently, from the delivered order."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
-from assets.payments import windows
+from assets.payments import alerts, windows
 from assets.payments.windows import full_features_sql
 from data_products.lib.settings import get_settings
 from tests.payments.helpers import (
+    SMALL,
     brute_force_features,
     drain,
     expected_late_ids,
@@ -88,3 +91,69 @@ def test_incremental_equals_one_full_recomputation(consumed) -> None:
     joined, different, full_rows, incremental_rows = counts
     assert joined == full_rows == incremental_rows > 0
     assert different == 0
+
+
+def test_alerts_written_incrementally_equal_one_full_evaluation(consumed) -> None:
+    """Batches re-evaluate the rules only where their features changed; the result equals the
+    rules evaluated once over every stored feature row."""
+    con, _, reports = consumed
+    alerts._centroids(con)
+    con.execute(f"CREATE TEMP TABLE full_alerts AS {alerts.full_alerts_sql()}")
+    columns = [d[0] for d in con.execute("FROM full_alerts LIMIT 0").description]
+    floats = {"zscore_1h", "speed_kmh"}
+    differs = " OR ".join(
+        f"abs(f.{c} - i.{c}) > 1e-9 * (1 + abs(f.{c})) OR (f.{c} IS NULL) <> (i.{c} IS NULL)"
+        if c in floats
+        else f"f.{c} IS DISTINCT FROM i.{c}"
+        for c in columns
+    )
+    counts = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE {differs}),
+                   (SELECT count(*) FROM full_alerts),
+                   (SELECT count(*) FROM payments_gold.fraud_alerts)
+            FROM full_alerts f JOIN payments_gold.fraud_alerts i USING (event_id)"""
+    ).fetchone()
+    assert counts is not None
+    joined, different, full_rows, incremental_rows = counts
+    assert joined == full_rows == incremental_rows > 0
+    assert different == 0
+    assert sum(r.alerts_changed for r in reports) > 0
+
+
+def test_window_state_is_pruned_and_windows_stay_exact(data_home: Path) -> None:
+    """Over two hours of stream the window state drops what no frame can reach any more, and
+    every window still equals the brute force."""
+    config = replace(SMALL, events=2_500, events_per_second=0.3, seed=23)
+    log, stream = produce_small(config)
+    con = duckdb.connect(str(get_settings().warehouse_path))
+    drain(con, log, batch=300)
+    late = expected_late_ids(stream.events, log.partitions)
+    truth = stream.events.filter(~pl.col("resend") & ~pl.col("event_id").is_in(list(late)))
+    truth = truth.with_columns(
+        pl.col("event_time").dt.replace_time_zone(None).cast(pl.Datetime("us"))
+    )
+    counts = con.execute(
+        """SELECT (SELECT count(*) FROM stream_state.payments_card_events),
+                  (SELECT count(*) FROM payments_silver.transactions),
+                  (SELECT min(event_time) FROM stream_state.payments_card_events),
+                  (SELECT min(stream_time) FROM stream_state.partition_time)"""
+    ).fetchone()
+    assert counts is not None
+    state_rows, silver_rows, oldest_kept, slowest = counts
+    assert 0 < state_rows < silver_rows / 2
+    assert oldest_kept >= slowest - timedelta(hours=1, seconds=120)
+    expected = brute_force_features(truth)
+    actual = con.execute("FROM payments_gold.user_window_features").pl()
+    assert actual.height == len(expected)
+    wrong = [
+        (row["event_id"], column)
+        for row in actual.iter_rows(named=True)
+        for column, value in expected[row["event_id"]].items()
+        if not (
+            math.isclose(row[column], value, rel_tol=1e-9, abs_tol=1e-9)
+            if isinstance(value, float) and row[column] is not None
+            else row[column] == value
+        )
+    ]
+    assert not wrong, f"{len(wrong)} mismatches, e.g. {wrong[:5]}"
+    con.close()

@@ -15,6 +15,7 @@ from data_products.lib.eventlog.log import (
     OffsetRange,
     eventlog_root,
     partition_for_key,
+    partitions_for_keys,
 )
 from data_products.lib.eventlog.producer import Producer
 
@@ -26,4 +27,5 @@ __all__ = [
     "Producer",
     "eventlog_root",
     "partition_for_key",
+    "partitions_for_keys",
 ]

@@ -62,6 +62,35 @@ def partition_for_key(key: str | bytes, partitions: int) -> int:
     return zlib.crc32(data) % partitions
 
 
+def _crc32_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):  # the reflected CRC-32 polynomial zlib uses
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
+    return table.astype(np.uint32)
+
+
+_CRC32_TABLE = _crc32_table()
+
+
+def partitions_for_keys(keys: Sequence[str], partitions: int) -> np.ndarray:
+    """``partition_for_key`` of every key, computed column-wise: the CRC-32 is run one byte
+    position at a time over all keys of the same length (numpy), instead of one ``zlib.crc32``
+    call per key, which cost a producer at 50k records/s a fifth of a core. Equal to
+    ``zlib.crc32`` bit for bit (tested)."""
+    encoded = [key.encode() for key in keys]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    crc = np.empty(len(encoded), dtype=np.uint32)
+    for length in np.unique(lengths).tolist():
+        rows = np.flatnonzero(lengths == length)
+        data = b"".join(encoded[i] for i in rows.tolist())
+        matrix = np.frombuffer(data, dtype=np.uint8).reshape(len(rows), length)
+        value = np.full(len(rows), 0xFFFFFFFF, dtype=np.uint32)
+        for column in range(length):
+            value = _CRC32_TABLE[(value ^ matrix[:, column]) & 0xFF] ^ (value >> np.uint32(8))
+        crc[rows] = value ^ np.uint32(0xFFFFFFFF)
+    return (crc % partitions).astype(np.int32)
+
+
 @dataclass(frozen=True, order=True)
 class OffsetRange:
     """Records ``start`` (inclusive) to ``end`` (exclusive) of one partition."""
@@ -122,10 +151,10 @@ class _Frame:
         return self.base + self.count
 
 
-def _encode_frame(base: int, records: Sequence[bytes], append_ms: int) -> bytes:
-    lengths = np.fromiter((len(r) for r in records), dtype="<u4", count=len(records))
-    body = lengths.tobytes() + b"".join(records)
-    tail = _HEADER.pack(MAGIC, 0, base, len(records), len(body), append_ms)[8:]
+def _encode_packed_frame(base: int, data: bytes, lengths: np.ndarray, append_ms: int) -> bytes:
+    records = len(lengths)
+    body = lengths.astype("<u4", copy=False).tobytes() + data
+    tail = _HEADER.pack(MAGIC, 0, base, records, len(body), append_ms)[8:]
     crc = zlib.crc32(body, zlib.crc32(tail))
     return MAGIC + struct.pack("<I", crc) + tail + body
 
@@ -227,16 +256,30 @@ class EventLog:
         Returns the offsets they were given. Safe against concurrent writers of the same
         partition in other processes (``flock``) and against a torn tail left by a crash.
         """
+        lengths = np.fromiter((len(r) for r in records), dtype="<u4", count=len(records))
+        return self.append_packed(partition, b"".join(records), lengths, append_ms=append_ms)
+
+    def append_packed(
+        self, partition: int, data: bytes, lengths: np.ndarray, *, append_ms: int
+    ) -> OffsetRange:
+        """``append`` for records already packed back to back in ``data`` (record i is the
+        next ``lengths[i]`` bytes): a producer that encodes whole columns at once (polars,
+        Arrow) hands over one buffer instead of a Python object per record."""
         self._check_partition(partition)
-        if not records:
+        if not len(lengths):
             raise EventLogError(f"{self.topic}/{partition}: nothing to append")
+        if int(np.sum(lengths, dtype=np.int64)) != len(data):
+            raise EventLogError(
+                f"{self.topic}/{partition}: record lengths add up to "
+                f"{int(np.sum(lengths, dtype=np.int64))} bytes, the data has {len(data)}"
+            )
         pdir = self._partition_dir(partition)
         with (pdir / ".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = self._writer_state(partition)
             if state.size >= self.segment_bytes:
                 state = self._roll(partition, state)
-            frame = _encode_frame(state.next_offset, records, append_ms)
+            frame = _encode_packed_frame(state.next_offset, data, lengths, append_ms)
             fd = os.open(state.segment, os.O_WRONLY | os.O_APPEND)
             try:
                 written = os.write(fd, frame)
@@ -245,7 +288,7 @@ class EventLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            offsets = OffsetRange(partition, state.next_offset, state.next_offset + len(records))
+            offsets = OffsetRange(partition, state.next_offset, state.next_offset + len(lengths))
             state.size += len(frame)
             state.next_offset = offsets.end
             return offsets

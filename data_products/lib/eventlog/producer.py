@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from data_products.lib.eventlog.log import EventLog
 
 
@@ -46,11 +48,56 @@ class Producer:
         for key, record in zip(keys, records, strict=True):
             self.send(key, record)
 
+    def send_packed(self, partitions: np.ndarray, data: bytes, lengths: np.ndarray) -> None:
+        """Send records packed back to back in ``data`` (record i: ``lengths[i]`` bytes, for
+        partition ``partitions[i]``), in order, one frame per partition every
+        ``linger_records`` records, paced like ``send``.
+
+        Why: at tens of thousands of records per second a Python call and a ``bytes`` object
+        per record cost the producer a good part of a core, and it shares the machine with the
+        consumer. Here records are only touched by numpy, a slice of frames at a time.
+        """
+        self.flush()
+        if len(lengths) != len(partitions):
+            raise ValueError(f"{len(lengths)} record lengths for {len(partitions)} partitions")
+        payload = np.frombuffer(data, dtype=np.uint8)
+        ends = np.cumsum(lengths, dtype=np.int64)
+        starts = ends - lengths
+        for first in range(0, len(lengths), self.linger_records):
+            rows = slice(first, first + self.linger_records)
+            part, start, size = partitions[rows], starts[rows], lengths[rows].astype(np.int64)
+            self._pace()
+            for p in np.unique(part).tolist():
+                mine = part == p
+                own_sizes = size[mine]
+                # Byte positions of the partition's records, in order: each record's start,
+                # repeated over its length, plus the position within it.
+                within = np.arange(int(own_sizes.sum())) - np.repeat(
+                    np.cumsum(own_sizes) - own_sizes, own_sizes
+                )
+                body = payload[np.repeat(start[mine], own_sizes) + within].tobytes()
+                self.log.append_packed(
+                    p, body, own_sizes.astype("<u4"), append_ms=time.time_ns() // 1_000_000
+                )
+                self.appends += 1
+            self.sent += len(part)
+        self._last_flush = time.monotonic()
+
     def flush(self) -> None:
         for partition in list(self._buffers):
             if self._buffers[partition]:
                 self._append(partition)
         self._last_flush = time.monotonic()
+
+    def _pace(self) -> None:
+        """Wait until the records sent so far are "due"; sleeping before an append (not after)
+        keeps the first records of a run on time."""
+        if self._started is None:
+            self._started = time.monotonic()
+        if self.rate:
+            delay = self._started + self.sent / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
     @property
     def elapsed(self) -> float:
@@ -58,15 +105,7 @@ class Producer:
 
     def _append(self, partition: int) -> None:
         records = self._buffers.pop(partition)
-        if self._started is None:
-            self._started = time.monotonic()
-        if self.rate:
-            # Wait until the records before this frame are "due"; sleeping before the append
-            # (not after) keeps the first records of a run on time.
-            due = self._started + self.sent / self.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        self._pace()
         self.log.append(partition, records, append_ms=time.time_ns() // 1_000_000)
         self.sent += len(records)
         self.appends += 1
