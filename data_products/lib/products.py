@@ -71,28 +71,41 @@ def bronze_landing_asset(
                 f"{name}: no {dataset}*.csv drop for partition(s) "
                 f"{describe_keys(missing)} (looked in {folders})"
             )
-        files: dict[str, int] = {}
-        rows = 0
+        rows = files = replaced = 0
         store = lake_files()
         with warehouse.connect() as con:
             # One day at a time: a day is the unit of atomic replacement, and a range run's
             # memory stays that of its largest day.
             for key in keys:
                 read = read_landing(landing, domain, dataset, [key])
-                for path, count in read.files.items():
-                    context.log.info(f"{name}: {path}: {count} rows")
-                files.update(read.files)
                 written = store.replace_partitions(
                     con, name, read.frame, partition_values=_partition_values([key])
                 )
                 rows += written.rows_written
+                files += len(read.files)
+                replaced += written.rows_replaced
+                # Dagster writes one materialisation per partition of a range, each with the
+                # step's metadata: what differs per day (rows, the day's files) goes on that
+                # day's event only, so a year's run does not copy the year's file list 365 times.
+                context.add_asset_metadata(
+                    {
+                        "dagster/row_count": dg.MetadataValue.int(written.rows_written),
+                        "rows_replaced": dg.MetadataValue.int(written.rows_replaced),
+                        "files": dg.MetadataValue.json(read.files),
+                    },
+                    partition_key=key,
+                )
+        partitions = describe_keys(keys)
+        context.log.info(f"{name} {partitions}: {files} file(s), {rows} rows")
         return dg.MaterializeResult(
             metadata={
                 **written.metadata(),
                 "dagster/row_count": dg.MetadataValue.int(rows),
-                "partition_range": describe_keys(keys),
-                "partitions": describe_keys(keys),
-                "files": dg.MetadataValue.json(files),
+                "rows_replaced": dg.MetadataValue.int(replaced),
+                "partition_range": partitions,
+                "partitions": partitions,
+                "run_rows": dg.MetadataValue.int(rows),
+                "run_files": dg.MetadataValue.int(files),
             }
         )
 
