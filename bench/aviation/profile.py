@@ -197,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = time.perf_counter() - started
 
     profiler = cProfile.Profile()
+    from bench.aviation.child import cpu_seconds
+
+    cpu_started = cpu_seconds()
     started = time.perf_counter()
     if not args.no_profile:
         profiler.enable()
@@ -214,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     profiler.disable()
     wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_started
 
     print(
         f"\n=== {args.start}...{args.end}: {partitions} partitions, env {args.env or 'none'}"
@@ -221,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"event log storage: {type(instance.event_log_storage).__name__}")
     print(
-        f"definitions load {loaded:.1f} s; run wall {wall:.1f} s; success {run.success}; "
+        f"definitions load {loaded:.1f} s; run wall {wall:.1f} s, CPU {cpu:.1f} s "
+        f"(process + dbt); success {run.success}; "
         f"gate failures {len(run.gate_failures)}; profiled {not args.no_profile}"
     )
     print("\nphases from the run's event log (s):")

@@ -174,7 +174,13 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
         """What ``SqliteEventLogStorage.store_event`` writes for each asset event, in one run-shard
-        transaction and one index transaction per run."""
+        transaction and one index transaction per run.
+
+        The asset-key row (latest materialisation, last run, timestamp) is written from the last
+        event of each type per asset key only, as dagster-postgres's batch writer does: an
+        earlier event's update would be overwritten in the same transaction, and serialising
+        each materialisation a second time for it was a third of a batch's cost.
+        """
         by_run: dict[str, list[EventLogEntry]] = {}
         for event in events:
             by_run.setdefault(event.run_id, []).append(event)
@@ -184,9 +190,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 for statement in statements:
                     conn.execute(statement)
             with self.index_transaction() as conn:
-                for event, statement in zip(run_events, statements, strict=True):
+                latest: dict[tuple[str, str], tuple[int, EventLogEntry, int]] = {}
+                for position, (event, statement) in enumerate(
+                    zip(run_events, statements, strict=True)
+                ):
                     event_id = conn.execute(statement).inserted_primary_key[0]
                     self._store_asset_event_tags(conn, [event], [event_id])
+                    dagster_event = event.get_dagster_event()
+                    key = (str(dagster_event.asset_key), dagster_event.event_type_value)
+                    latest[key] = (position, event, event_id)
+                for _, event, event_id in sorted(latest.values(), key=lambda item: item[0]):
                     self._store_asset_event(conn, event, event_id)
 
     def dispose(self) -> None:
