@@ -21,6 +21,8 @@ instances read them unchanged):
 - after every transaction that changed a run shard, the run's ``.db`` file is marked modified:
   the UI follows a running run by watching that file (``SqliteEventLogStorageWatchdog``), and a
   kept-open WAL connection writes to the ``-wal`` file until SQLite's own checkpoint;
+- a planned partitioned check writes its per-partition rows with one statement and the event
+  serialised once (Dagster serialises it again for each of a year's 365 rows);
 - ``store_event_batch`` writes consecutive asset events (materialisations, planned
   materialisations) of a batch in one run-shard and one index transaction, with the same rows
   and index updates ``store_event`` writes; other events go through ``store_event``;
@@ -40,9 +42,14 @@ from typing import Any
 
 import sqlalchemy as db
 from dagster._config import StringSource
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
@@ -53,7 +60,7 @@ from dagster._core.storage.sqlite_storage import (
     _runs_directory,
     _schedule_directory,
 )
-from dagster._serdes import ConfigurableClassData
+from dagster._serdes import ConfigurableClassData, serialize_value
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -201,6 +208,33 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                     latest[key] = (position, event, event_id)
                 for _, event, event_id in sorted(latest.values(), key=lambda item: item[0]):
                     self._store_asset_event(conn, event, event_id)
+
+    def _store_asset_check_evaluation_planned(
+        self, event: EventLogEntry, event_id: int | None
+    ) -> None:
+        """The rows Dagster writes for a planned check (one per partition of the run), with the
+        event serialised once instead of once per partition and one compiled statement run for
+        every row instead of a new multi-row statement per event: for a year's range this was
+        60 ms per check (138 checks) and most of the run's planning phase."""
+        planned = event.get_dagster_event().event_specific_data
+        assert isinstance(planned, AssetCheckEvaluationPlanned)
+        partition_keys: Sequence[str | None] = (
+            planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        )
+        shared = dict(
+            asset_key=planned.asset_key.to_string(),
+            check_name=planned.check_name,
+            run_id=event.run_id,
+            execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+            evaluation_event=serialize_value(event),
+            evaluation_event_timestamp=self._event_insert_timestamp(event),
+            evaluation_event_storage_id=event_id,
+        )
+        with self.index_connection() as conn:
+            conn.execute(
+                AssetCheckExecutionsTable.insert(),
+                [{**shared, "partition": key} for key in partition_keys],
+            )
 
     def dispose(self) -> None:
         with self._db_lock:

@@ -105,10 +105,14 @@ def _observed(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> dict[str,
         .value
         for day in DAYS.get_partition_keys()
     }
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(summary.key, "has_rows")]
+    check_key = dg.AssetCheckKey(summary.key, "has_rows")
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])
+    seen["check"] = {k.name: v.status.value for k, v in latest.items()}
+    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1000)
+    seen["check rows"] = sorted(
+        (str(r.partition), r.status.value, r.event.dagster_event_type.value if r.event else None)
+        for r in history
     )
-    seen["check"] = {k.name: v.status.value for k, v in check.items()}
     seen["snapshot rows"] = (
         instance.get_latest_materialization_event(snapshot.key)
         .asset_materialization.metadata["dagster/row_count"]
