@@ -16,9 +16,11 @@ under cProfile, and prints:
 - the events written, by type, and per asset per partition.
 
 ``--env`` sets variables before Dagster is imported (e.g.
-``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true``), and ``--instance-yaml FILE`` appends
-instance configuration (e.g. PostgreSQL ``storage:``) to the dagster.yaml the platform writes,
-to measure instance settings without changing the platform's template.
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true``), ``--stock-storage`` drops the
+platform's storage block (``data_products.lib.event_storage``) so Dagster's own SQLite storage
+is measured, and ``--instance-yaml FILE`` appends instance configuration to the dagster.yaml the
+platform writes (with ``--stock-storage`` for a ``storage:`` of its own, e.g. PostgreSQL), to
+measure instance settings without changing the platform's template.
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--end", default="2013-01-31")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--instance-yaml", type=Path, help="appended to the dagster.yaml")
+    parser.add_argument(
+        "--stock-storage",
+        action="store_true",
+        help="Dagster's own SQLite storage instead of the platform's (data_products.lib.instance)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="time only (no cProfile)")
     parser.add_argument(
         "--split-references",
@@ -186,10 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import dagster as dg
 
     from data_products.definitions import defs
-    from data_products.lib.instance import ensure_dagster_home
+    from data_products.lib.instance import STORAGE_YAML, ensure_dagster_home
     from data_products.lib.runs import materialize_batch, materialize_slice
 
     dagster_home = ensure_dagster_home()
+    if args.stock_storage:
+        config = dagster_home / "dagster.yaml"
+        config.write_text(config.read_text().replace(STORAGE_YAML, ""))
     if args.instance_yaml is not None:
         with (dagster_home / "dagster.yaml").open("a") as config:
             config.write(args.instance_yaml.read_text())
