@@ -105,7 +105,13 @@ def test_the_range_runs_as_one_run_and_every_error_check_passes(built: Materiali
     assert built.run.success, built.run.failed_steps
     assert built.run.skipped_assets == []
     assert built.run.gate_failures == [], [c.description for c in built.run.gate_failures]
-    assert len(built.instance.get_run_records()) == 1
+    # the reference snapshots in a run of their own first, then the whole range as one run
+    runs = built.instance.get_run_records()
+    assert [r.dagster_run.run_id for r in reversed(runs)] == built.run.run_ids
+    assert [r.dagster_run.tags.get("dagster/asset_partition_range_start") for r in runs] == [
+        START,
+        None,
+    ]
     failing = {c.metadata.get("rule_id") or c.check for c in built.run.checks if not c.passed}
     assert failing <= KNOWN_WARNINGS, failing
     gold_checks = [c for c in built.run.checks if c.asset.startswith("aviation/gold/")]
