@@ -49,7 +49,10 @@ from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
@@ -181,7 +184,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
         """What ``SqliteEventLogStorage.store_event`` writes for each asset event, in one run-shard
-        transaction and one index transaction per run.
+        transaction and one index transaction per run, each row kind as one executemany of one
+        compiled statement (Dagster builds and compiles an ``insert().values(...)`` per event).
 
         The asset-key row (latest materialisation, last run, timestamp) is written from the last
         event of each type per asset key only, as dagster-postgres's batch writer does: an
@@ -192,17 +196,22 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         for event in events:
             by_run.setdefault(event.run_id, []).append(event)
         for run_id, run_events in by_run.items():
-            statements = [self.prepare_insert_event(event) for event in run_events]
+            rows = [self._event_to_row(event) for event in run_events]
             with self.run_connection(run_id) as conn:
-                for statement in statements:
-                    conn.execute(statement)
+                conn.execute(SqlEventLogStorageTable.insert(), rows)
             with self.index_transaction() as conn:
+                inserted = conn.execute(
+                    SqlEventLogStorageTable.insert().returning(
+                        SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+                    ),
+                    rows,
+                )
+                event_ids = [int(event_id) for event_id in inserted.scalars()]
+                self._store_asset_event_tags(conn, run_events, event_ids)
                 latest: dict[tuple[str, str], tuple[int, EventLogEntry, int]] = {}
-                for position, (event, statement) in enumerate(
-                    zip(run_events, statements, strict=True)
+                for position, (event, event_id) in enumerate(
+                    zip(run_events, event_ids, strict=True)
                 ):
-                    event_id = conn.execute(statement).inserted_primary_key[0]
-                    self._store_asset_event_tags(conn, [event], [event_id])
                     dagster_event = event.get_dagster_event()
                     key = (str(dagster_event.asset_key), dagster_event.event_type_value)
                     latest[key] = (position, event, event_id)
