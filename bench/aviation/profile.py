@@ -195,13 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import dagster as dg
 
     from data_products.definitions import defs
-    from data_products.lib.instance import STORAGE_YAML, ensure_dagster_home
+    from data_products.lib.instance import ensure_dagster_home, storage_yaml
     from data_products.lib.runs import materialize_slice
 
     dagster_home = ensure_dagster_home()
     if args.stock_storage:
         config = dagster_home / "dagster.yaml"
-        config.write_text(config.read_text().replace(STORAGE_YAML, ""))
+        config.write_text(config.read_text().replace(storage_yaml(dagster_home), ""))
     if args.instance_yaml is not None:
         with (dagster_home / "dagster.yaml").open("a") as config:
             config.write(args.instance_yaml.read_text())

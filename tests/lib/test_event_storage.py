@@ -180,3 +180,14 @@ def test_a_run_watcher_sees_events_written_on_a_kept_open_connection(data_home: 
         finally:
             storage.end_watch(run_id, callback)
         assert messages == ["written after the watch began"]
+
+
+def test_the_instance_opens_by_its_folder_without_dagster_home(
+    data_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripts and the UI-backfill check open the instance by folder from a plain process."""
+    home = ensure_dagster_home()
+    monkeypatch.delenv("DAGSTER_HOME")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        assert Path(instance.event_log_storage._base_dir).is_relative_to(home)
