@@ -16,9 +16,11 @@ under cProfile, and prints:
 - the events written, by type, and per asset per partition.
 
 ``--env`` sets variables before Dagster is imported (e.g.
-``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true``), and ``--instance-yaml FILE`` appends
-instance configuration (e.g. PostgreSQL ``storage:``) to the dagster.yaml the platform writes,
-to measure instance settings without changing the platform's template.
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true``), ``--stock-storage`` drops the
+platform's storage block (``data_products.lib.event_storage``) so Dagster's own SQLite storage
+is measured, and ``--instance-yaml FILE`` appends instance configuration to the dagster.yaml the
+platform writes (with ``--stock-storage`` for a ``storage:`` of its own, e.g. PostgreSQL), to
+measure instance settings without changing the platform's template.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ _STEP_ENDS = ("STEP_SUCCESS", "STEP_FAILURE")
 # Buckets can nest (store_event contains the engine set-up); they are reported separately.
 BUCKETS: tuple[tuple[str, str, str], ...] = (
     ("event storage: SqliteEventLogStorage.store_event", "sqlite_event_log.py", "store_event"),
+    (
+        "event storage: batches (platform storage)",
+        "data_products/lib/event_storage.py",
+        "store_event_batch",
+    ),
     ("  of which SQLAlchemy create_engine", "sqlalchemy/engine/create.py", "create_engine"),
     ("  of which engine.dispose", "sqlalchemy/engine/base.py", "dispose"),
     ("  of which transaction commit", "sqlalchemy/engine/base.py", "commit"),
@@ -87,18 +94,14 @@ def _buckets(profile: pstats.Stats) -> list[tuple[str, float, int]]:
     return rows
 
 
-def _unpartitioned(defs: Any, selection: Any) -> list[Any]:
-    graph = defs.resolve_asset_graph()
-    return sorted(
-        (k for k in selection.resolve(graph) if graph.get(k).partitions_def is None),
-        key=lambda k: k.to_user_string(),
-    )
-
-
-def _event_counts(instance: Any, run_id: str, partitions: int) -> dict[str, Any]:
+def _event_counts(instance: Any, run_ids: list[str], partitions: int) -> dict[str, Any]:
     import dagster as dg
 
-    records = instance.get_records_for_run(run_id, limit=1_000_000).records
+    records = [
+        record
+        for run_id in run_ids
+        for record in instance.get_records_for_run(run_id, limit=1_000_000).records
+    ]
     by_type: Counter[str] = Counter()
     by_asset: dict[str, Counter[str]] = {}
     for record in records:
@@ -165,11 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--end", default="2013-01-31")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--instance-yaml", type=Path, help="appended to the dagster.yaml")
+    parser.add_argument(
+        "--stock-storage",
+        action="store_true",
+        help="Dagster's own SQLite storage instead of the platform's (data_products.lib.instance)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="time only (no cProfile)")
     parser.add_argument(
-        "--split-references",
+        "--one-run",
         action="store_true",
-        help="materialise the unpartitioned assets in a run of their own before the range run",
+        help="the unpartitioned assets inside the range run too (materialize_slice runs them "
+        "in a run of their own first)",
     )
     parser.add_argument("--top", type=int, default=25, help="functions listed by own time")
     args = parser.parse_args(argv)
@@ -186,10 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import dagster as dg
 
     from data_products.definitions import defs
-    from data_products.lib.instance import ensure_dagster_home
-    from data_products.lib.runs import materialize_batch, materialize_slice
+    from data_products.lib.instance import ensure_dagster_home, storage_yaml
+    from data_products.lib.runs import materialize_slice
 
     dagster_home = ensure_dagster_home()
+    if args.stock_storage:
+        config = dagster_home / "dagster.yaml"
+        config.write_text(config.read_text().replace(storage_yaml(dagster_home), ""))
     if args.instance_yaml is not None:
         with (dagster_home / "dagster.yaml").open("a") as config:
             config.write(args.instance_yaml.read_text())
@@ -197,36 +209,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = time.perf_counter() - started
 
     profiler = cProfile.Profile()
+    from bench.aviation.child import cpu_seconds
+
+    cpu_started = cpu_seconds()
     started = time.perf_counter()
     if not args.no_profile:
         profiler.enable()
-    selection = dg.AssetSelection.groups("aviation")
-    if args.split_references:
-        # The unpartitioned snapshots as a run of their own first: in a range run Dagster plans
-        # every selected asset once per partition, unpartitioned ones included.
-        references = _unpartitioned(defs, selection)
-        first = materialize_batch(defs, references, instance=instance, log_level="WARNING")
-        if not first.success:
-            raise SystemExit(f"the reference run {first.run_id} failed")
-        selection = selection - dg.AssetSelection.assets(*references)
     run = materialize_slice(
-        defs, selection, start=args.start, end=args.end, instance=instance, log_level="WARNING"
+        defs,
+        dg.AssetSelection.groups("aviation"),
+        start=args.start,
+        end=args.end,
+        instance=instance,
+        log_level="WARNING",
+        unpartitioned_first=not args.one_run,
     )
     profiler.disable()
     wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_started
 
     print(
         f"\n=== {args.start}...{args.end}: {partitions} partitions, env {args.env or 'none'}"
-        f"{', references in a run of their own first' if args.split_references else ''}"
+        f"{', everything in one run' if args.one_run else ', unpartitioned assets first'}"
     )
     print(f"event log storage: {type(instance.event_log_storage).__name__}")
     print(
-        f"definitions load {loaded:.1f} s; run wall {wall:.1f} s; success {run.success}; "
+        f"definitions load {loaded:.1f} s; run wall {wall:.1f} s, CPU {cpu:.1f} s "
+        f"(process + dbt); success {run.success}; "
         f"gate failures {len(run.gate_failures)}; profiled {not args.no_profile}"
     )
-    print("\nphases from the run's event log (s):")
-    for name, seconds in _phases(instance, run.run_id).items():
-        print(f"  {name:<70} {seconds:8.2f}")
+    for run_id in run.run_ids:
+        print(f"\nphases from the event log of run {run_id} (s):")
+        for name, seconds in _phases(instance, run_id).items():
+            print(f"  {name:<70} {seconds:8.2f}")
     if not args.no_profile:
         profile = pstats.Stats(profiler)
         profile.dump_stats(str(home / "run.prof"))
@@ -235,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {label:<70} {seconds:8.2f}  ({calls})")
         print(f"\ntop {args.top} by own time (profile in {home / 'run.prof'}):")
         profile.sort_stats("tottime").print_stats(args.top)
-    counts = _event_counts(instance, run.run_id, partitions)
-    print(f"\nevents written for the run: {counts['total']}")
+    counts = _event_counts(instance, run.run_ids, partitions)
+    print(f"\nevents written for the {len(run.run_ids)} run(s): {counts['total']}")
     print(json.dumps(counts["by_type"], indent=1))
     print(f"per asset per partition ({partitions} partitions):")
     for asset, per in counts["per_partition"].items():

@@ -10,13 +10,16 @@ from collections.abc import Sequence
 from datetime import date
 
 import dagster as dg
+import duckdb
+import polars as pl
 
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import DatasetName
-from data_products.lib.landing import drop_files, read_landing
+from data_products.lib.landing import INGEST_COLUMNS, LandingRead, drop_files, read_landing
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
 from data_products.lib.settings import get_settings
-from data_products.lib.tables.files import lake_files
+from data_products.lib.tables import WriteResult
+from data_products.lib.tables.files import PartitionedFiles, lake_files
 from resources.warehouse import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse"
@@ -31,6 +34,25 @@ def _owners(domain: str) -> list[str]:
 
 def _partition_values(keys: Sequence[str]) -> list[date]:
     return [date.fromisoformat(key) for key in keys]
+
+
+def _replace_days(
+    store: PartitionedFiles,
+    con: duckdb.DuckDBPyConnection,
+    name: DatasetName,
+    days: Sequence[tuple[str, LandingRead]],
+) -> WriteResult:
+    """Write a chunk of days' drops in one call: each day is still its own atomically replaced
+    partition file, but the table's schema check and view refresh run once per chunk instead
+    of once per day (about 15 ms a day, 10 s over a year's two daily datasets)."""
+    frame = pl.concat([read.frame for _, read in days], how="diagonal_relaxed")
+    delivered = [c for c in frame.columns if c not in INGEST_COLUMNS]
+    return store.replace_partitions(
+        con,
+        name,
+        frame.select(*delivered, *INGEST_COLUMNS),
+        partition_values=_partition_values([key for key, _ in days]),
+    )
 
 
 def bronze_landing_asset(
@@ -71,28 +93,41 @@ def bronze_landing_asset(
                 f"{name}: no {dataset}*.csv drop for partition(s) "
                 f"{describe_keys(missing)} (looked in {folders})"
             )
-        files: dict[str, int] = {}
-        rows = 0
+        budget = get_settings().chunk_rows
         store = lake_files()
+        rows = files = replaced = 0
+        chunk: list[tuple[str, LandingRead]] = []
         with warehouse.connect() as con:
-            # One day at a time: a day is the unit of atomic replacement, and a range run's
-            # memory stays that of its largest day.
-            for key in keys:
+            for number, key in enumerate(keys, start=1):
                 read = read_landing(landing, domain, dataset, [key])
-                for path, count in read.files.items():
-                    context.log.info(f"{name}: {path}: {count} rows")
-                files.update(read.files)
-                written = store.replace_partitions(
-                    con, name, read.frame, partition_values=_partition_values([key])
+                chunk.append((key, read))
+                files += len(read.files)
+                # Dagster writes one materialisation per partition of a range, each with the
+                # step's metadata: what differs per day (rows, the day's files) goes on that
+                # day's event only, so a year's run does not copy the year's file list 365 times.
+                context.add_asset_metadata(
+                    {
+                        "dagster/row_count": dg.MetadataValue.int(read.frame.height),
+                        "files": dg.MetadataValue.json(read.files),
+                    },
+                    partition_key=key,
                 )
-                rows += written.rows_written
+                if number == len(keys) or sum(r.frame.height for _, r in chunk) >= budget:
+                    written = _replace_days(store, con, name, chunk)
+                    rows += written.rows_written
+                    replaced += written.rows_replaced
+                    chunk = []
+        partitions = describe_keys(keys)
+        context.log.info(f"{name} {partitions}: {files} file(s), {rows} rows")
+        run_level = {k: v for k, v in written.metadata().items() if k != "dagster/row_count"}
         return dg.MaterializeResult(
             metadata={
-                **written.metadata(),
-                "dagster/row_count": dg.MetadataValue.int(rows),
-                "partition_range": describe_keys(keys),
-                "partitions": describe_keys(keys),
-                "files": dg.MetadataValue.json(files),
+                **run_level,
+                "rows_replaced": dg.MetadataValue.int(replaced),
+                "partition_range": partitions,
+                "partitions": partitions,
+                "run_rows": dg.MetadataValue.int(rows),
+                "run_files": dg.MetadataValue.int(files),
             }
         )
 

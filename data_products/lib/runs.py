@@ -32,12 +32,16 @@ class CheckOutcome:
 @dataclass
 class SliceRun:
     run_id: str
+    """The run of the slice's partition range (the last run; see :attr:`run_ids`)."""
     success: bool
     partitions: str
     materialized: list[str] = field(default_factory=list)
     checks: list[CheckOutcome] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
     skipped_assets: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    """Every run of the slice in order: the unpartitioned assets' run first when there is one
+    (see :func:`materialize_slice`)."""
 
     @property
     def gate_failures(self) -> list[CheckOutcome]:
@@ -52,19 +56,54 @@ def materialize_slice(
     end: str,
     instance: dg.DagsterInstance,
     log_level: str = "INFO",
+    unpartitioned_first: bool = True,
 ) -> SliceRun:
-    """One run over the partition range ``start...end`` (a single-run backfill), in-process."""
-    keys = selection.resolve(defs.resolve_asset_graph())
-    return materialize_batch(
+    """One run over the partition range ``start...end`` (a single-run backfill), in-process.
+
+    Unpartitioned assets of the selection (reference snapshots) run first, in a run of their
+    own, as the daemon does for a backfill from the UI: in a range run Dagster writes one
+    ``ASSET_MATERIALIZATION_PLANNED`` event per partition for them too (9 x 365 of the 7,300 of
+    the aviation year), for assets that are materialised once. The range run starts only if
+    that run succeeded and no blocking check failed, as its steps would have been skipped in one
+    run. ``unpartitioned_first=False`` runs everything as one run.
+    """
+    graph = defs.resolve_asset_graph()
+    keys = sorted(selection.resolve(graph), key=lambda k: k.to_user_string())
+    label = f"{start}...{end}"
+    references = [k for k in keys if graph.get(k).partitions_def is None]
+    ranged = [k for k in keys if graph.get(k).partitions_def is not None]
+    first: SliceRun | None = None
+    if unpartitioned_first and references and ranged:
+        first = materialize_batch(
+            defs, references, instance=instance, label=label, log_level=log_level
+        )
+        blocked = [c for c in first.checks if c.blocking and not c.passed]
+        if not first.success or blocked:
+            first.skipped_assets += [k.to_user_string() for k in ranged]
+            return first
+        keys = ranged
+    run = materialize_batch(
         defs,
-        list(keys),
+        keys,
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": start,
             "dagster/asset_partition_range_end": end,
         },
-        label=f"{start}...{end}",
+        label=label,
         log_level=log_level,
+    )
+    if first is None:
+        return run
+    return SliceRun(
+        run_id=run.run_id,
+        success=run.success,
+        partitions=label,
+        materialized=first.materialized + run.materialized,
+        checks=first.checks + run.checks,
+        failed_steps=first.failed_steps + run.failed_steps,
+        skipped_assets=run.skipped_assets,
+        run_ids=[first.run_id, run.run_id],
     )
 
 
@@ -98,7 +137,9 @@ def collect_run(
 ) -> SliceRun:
     """What a finished in-process run materialised, which steps failed, what every check said,
     and which selected assets were not materialised (upstream failed or a check blocked)."""
-    run = SliceRun(run_id=result.run_id, success=result.success, partitions=label)
+    run = SliceRun(
+        run_id=result.run_id, success=result.success, partitions=label, run_ids=[result.run_id]
+    )
     for event in result.all_events:
         if event.is_step_materialization:
             run.materialized.append(event.asset_key.to_user_string())

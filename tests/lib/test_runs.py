@@ -1,12 +1,17 @@
 """The CI gate: a run fails on ERROR-severity check failures and failed steps, never on warnings,
-and the JUnit report says the same thing a CI system will read."""
+and the JUnit report says the same thing a CI system will read; a slice runs its unpartitioned
+assets first, once, and its range as one run."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: dagster inspects the asset functions' annotations.
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
-from data_products.lib.runs import CheckOutcome, SliceRun, write_junit
+import dagster as dg
+
+from data_products.lib.partitions import daily
+from data_products.lib.runs import CheckOutcome, SliceRun, materialize_slice, write_junit
 
 
 def _check(name: str, *, passed: bool, severity: str = "ERROR") -> CheckOutcome:
@@ -53,3 +58,88 @@ def test_junit_report(tmp_path: Path) -> None:
     assert cases["ok"].find("failure") is None
     assert cases["commerce__gold__dbt"].find("failure") is not None
     assert cases["commerce/gold/daily_revenue"].find("skipped") is not None
+
+
+DAYS = daily("2024-01-01", "2024-01-06")  # the platform's daily partitions, as domains use them
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def _slice_defs(*, broken_reference: bool) -> dg.Definitions:
+    """A reference snapshot and a daily table that reads it. The names matter: Dagster 1.13
+    stores a run's partition subset from the partitions of the last asset of the plan
+    (``RunDomain.create_run``), and then plans unpartitioned assets once per partition too, as
+    for aviation's snapshots ahead of its daily assets."""
+
+    @dg.asset(
+        backfill_policy=SINGLE_RUN,
+        check_specs=[dg.AssetCheckSpec("complete", asset="airports", blocking=True)],
+    )
+    def airports() -> Iterator[Any]:
+        yield dg.MaterializeResult()
+        yield dg.AssetCheckResult(passed=not broken_reference)
+
+    @dg.asset(partitions_def=DAYS, backfill_policy=SINGLE_RUN, deps=[airports])
+    def flights(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+    return dg.Definitions(assets=[airports, flights])
+
+
+def _planned_partitions(instance: dg.DagsterInstance, run_id: str, key: str) -> list[str | None]:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return [
+        r.event_log_entry.dagster_event.asset_materialization_planned_data.partition
+        for r in records
+        if r.event_log_entry.dagster_event.asset_key == dg.AssetKey(key)
+    ]
+
+
+def test_unpartitioned_assets_run_first_and_once_then_the_range_as_one_run() -> None:
+    with dg.instance_for_test() as instance:
+        run = materialize_slice(
+            _slice_defs(broken_reference=False),
+            dg.AssetSelection.all(),
+            start="2024-01-01",
+            end="2024-01-05",
+            instance=instance,
+        )
+        assert run.success and run.skipped_assets == []
+        assert run.materialized == ["airports"] + ["flights"] * 5  # one event per day
+        assert len(run.run_ids) == 2 and run.run_id == run.run_ids[-1]
+        assert [c.check for c in run.checks] == ["complete"]
+        first, ranged = run.run_ids
+        # one planned event for the snapshot, not one per day of the range
+        assert _planned_partitions(instance, first, "airports") == [None]
+        assert len(_planned_partitions(instance, ranged, "flights")) == 5
+        assert instance.get_materialized_partitions(dg.AssetKey("flights")) == set(
+            DAYS.get_partition_keys()
+        )
+
+        together = materialize_slice(
+            _slice_defs(broken_reference=False),
+            dg.AssetSelection.all(),
+            start="2024-01-01",
+            end="2024-01-05",
+            instance=instance,
+            unpartitioned_first=False,
+        )
+        assert together.success and len(together.run_ids) == 1
+        # what the split avoids: Dagster plans the snapshot once per day of a range run
+        assert len(_planned_partitions(instance, together.run_id, "airports")) == 5
+
+
+def test_a_blocked_reference_run_does_not_start_the_range() -> None:
+    with dg.instance_for_test() as instance:
+        run = materialize_slice(
+            _slice_defs(broken_reference=True),
+            dg.AssetSelection.all(),
+            start="2024-01-01",
+            end="2024-01-05",
+            instance=instance,
+        )
+        assert len(run.run_ids) == 1
+        assert run.skipped_assets == ["flights"]
+        assert [c.check for c in run.gate_failures] == ["complete"]
+        assert instance.get_materialized_partitions(dg.AssetKey("flights")) == set()
