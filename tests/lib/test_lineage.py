@@ -26,6 +26,7 @@ from data_products.lib.lineage import (
     read_events,
     with_lineage,
 )
+from data_products.lib.lineage.facets import output_statistics_facet
 from data_products.lib.lineage.transport import DailyFileConfig
 from data_products.lib.settings import get_settings
 from tests.conftest import Receiver
@@ -677,3 +678,11 @@ def test_physical_dataset_rules(data_home: Path) -> None:
     )
     with pytest.raises(ValueError, match="commerce/gold/revenue"):
         physical_dataset(GOLD, {"dagster/uri": "postgres://h:notaport/db.s.t"}, settings=settings)
+
+
+def test_row_count_is_the_run_total_when_partitions_carry_their_own() -> None:
+    per_day = {"dagster/row_count": dg.MetadataValue.int(900), "run_rows": 2_700}
+    repeated = {"dagster/row_count": dg.MetadataValue.int(2_700)}
+    facets = [output_statistics_facet(m) for m in (per_day, repeated)]
+    assert [f.rowCount for f in facets if f is not None] == [2_700, 2_700]
+    assert output_statistics_facet({}) is None

@@ -45,6 +45,9 @@ PRODUCER = f"{PROJECT_URL}/tree/v{_package_version('data-products')}/data_produc
 _FACET_SCHEMA_BASE = f"{PROJECT_URL}/blob/main/data_products/lib/lineage/facets.py"
 
 ROW_COUNT_KEY = "dagster/row_count"
+RUN_ROWS_KEY = "run_rows"
+"""A range run's total rows, where each partition's event carries that partition's own
+``dagster/row_count`` (bronze); lineage describes the run, so the total wins."""
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
 COLUMN_LINEAGE_KEY = "dagster/column_lineage"
 QUARANTINED_ROWS_KEY = "quarantined_rows"
@@ -159,7 +162,7 @@ def schema_facet(metadata: Mapping[str, Any]) -> schema_dataset.SchemaDatasetFac
 def output_statistics_facet(
     metadata: Mapping[str, Any],
 ) -> output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet | None:
-    row_count = metadata_value(metadata.get(ROW_COUNT_KEY))
+    row_count = metadata_value(metadata.get(RUN_ROWS_KEY, metadata.get(ROW_COUNT_KEY)))
     if row_count is None:
         return None
     return output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
