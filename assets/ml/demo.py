@@ -1,9 +1,9 @@
 """The ml demo slice (``demo: {runner: ...}`` in data_products/domains/ml.yaml).
 
-The ml assets read aviation's silver and gold tables, so the slice runs on aviation's demo
-range. Descriptors run in name order, so ``make demo`` has materialised aviation's January just
-before; run on its own (or on a fresh data home) the slice lands and materialises that range
-first, so it never depends on what ran before it.
+The ml assets read aviation's silver and gold tables, so the slice's range lies inside
+aviation's demo range. Descriptors run in name order, so ``make demo`` has materialised
+aviation's January just before; run on its own (or on a fresh data home) the slice lands and
+materialises aviation's range first, so it never depends on what ran before it.
 """
 
 from __future__ import annotations
@@ -31,15 +31,20 @@ def aviation_ready(instance: dg.DagsterInstance, start: str, end: str) -> bool:
 
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[SliceRun]:
-    aviation = domain("aviation").demo
+    aviation, ml = domain("aviation").demo, domain(DOMAIN).demo
     assert aviation is not None and aviation.start is not None and aviation.end is not None
-    start, end = aviation.start, aviation.end
+    assert ml is not None and ml.start is not None and ml.end is not None
+    start, end = ml.start, ml.end
     runs: list[SliceRun] = []
-    if not aviation_ready(instance, start, end):
+    if not aviation_ready(instance, aviation.start, aviation.end):
         aviation.run_prepare()
         runs.append(
             materialize_slice(
-                defs, dg.AssetSelection.groups("aviation"), start=start, end=end, instance=instance
+                defs,
+                dg.AssetSelection.groups("aviation"),
+                start=aviation.start,
+                end=aviation.end,
+                instance=instance,
             )
         )
         if not runs[-1].success:

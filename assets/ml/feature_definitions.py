@@ -60,11 +60,13 @@ class ViewSpec:
 
     @property
     def model_features(self) -> list[str]:
-        """Features a model may use: everything but identifiers and information times."""
+        """Features a model may use: not identifiers, not instants (``*_epoch_s``: a model
+        fed absolute times learns the calendar, and they drift by construction), not
+        information times."""
         return [
             name
             for name, dtype in self.features.items()
-            if dtype != String and not name.endswith("_known_at_s")
+            if dtype != String and not name.endswith(("_known_at_s", "_epoch_s"))
         ]
 
 

@@ -65,7 +65,7 @@ def train_model(frame: pl.DataFrame) -> artifacts.ModelBundle:
     holdout = frame.filter(pl.col("partition_date").is_in(holdout_days))
     defaults = cold_start_defaults(train)
     estimator = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.08, early_stopping=False, random_state=RANDOM_STATE
+        max_iter=120, learning_rate=0.1, early_stopping=False, random_state=RANDOM_STATE
     )
     estimator.fit(feature_matrix(train, defaults), train["is_delayed"].to_numpy())
     labels = holdout["is_delayed"].to_numpy()
