@@ -13,18 +13,23 @@ Its historical join has two traps that :func:`point_in_time_features` works arou
 - it de-duplicates on (the join keys seen so far, entity timestamp), so two entity rows that
   share them (two flights from JFK scheduled at 07:00) collapse into one;
 - it drops an entity row whose key has feature rows but none inside the TTL window, instead of
-  returning nulls.
+  returning nulls;
+- an entity key with no feature rows at all leaves a null timestamp that dask cannot sort
+  ("Divisions calculation failed"), failing the whole join.
 
-So each view is joined on its own, for the distinct (key, timestamp) pairs only, and the result
-is joined back to every entity row (a missing pair reads as nulls). The point-in-time logic
-itself (latest row at or before the timestamp, within the TTL) stays Feast's.
+So each view is joined on its own, for the distinct (key, timestamp) pairs whose key occurs in
+the view's source only, and the result is joined back to every entity row (a pair Feast did not
+answer reads as nulls). The point-in-time logic itself (latest row at or before the timestamp,
+within the TTL) stays Feast's.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -77,6 +82,19 @@ def repo_config(settings: Settings | None = None) -> RepoConfig:
 def feature_store(settings: Settings | None = None) -> FeatureStore:
     """A Feast store on the current data home (built per call: the home may change)."""
     return FeatureStore(config=repo_config(settings))
+
+
+@contextmanager
+def quiet_dask_joins() -> Iterator[None]:
+    """Silence the pandas deprecation notices Feast's dask joins raise on every call (object
+    columns downcast by ``fillna``/``bfill`` inside dask's sort). They are about pandas 3
+    behaviour in Feast's code, not ours, and the project pins pandas < 3 (feast needs it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*Downcasting object dtype", category=FutureWarning
+        )
+        warnings.filterwarnings("ignore", message=".*fillna.*", category=FutureWarning)
+        yield
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,9 +196,10 @@ def point_in_time_features(
     """
     validate_column(join_key, what="join key")
     validate_column(timestamp_column, what="timestamp column")
+    known_keys = _source_keys(store, view, join_key)
     pairs = (
         entities.select(join_key, timestamp_column)
-        .filter(pl.col(join_key).is_not_null())
+        .filter(pl.col(join_key).is_in(known_keys))
         .unique()
         .sort(timestamp_column)
     )
@@ -191,9 +210,10 @@ def point_in_time_features(
     else:
         entity_df = pairs.rename({timestamp_column: "event_timestamp"}).to_pandas()
         entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
-        result = store.get_historical_features(
-            entity_df=entity_df, features=[f"{view}:{name}" for name in features]
-        ).to_df()
+        with quiet_dask_joins():
+            result = store.get_historical_features(
+                entity_df=entity_df, features=[f"{view}:{name}" for name in features]
+            ).to_df()
         found = pl.from_pandas(result[[join_key, "event_timestamp", *features]]).rename(
             {"event_timestamp": timestamp_column}
         )
@@ -215,6 +235,15 @@ def point_in_time_features(
             "out (duplicate feature rows for one key and timestamp?)"
         )
     return joined
+
+
+def _source_keys(store: FeatureStore, view: str, join_key: str) -> list[str]:
+    """The distinct keys in a view's file source (Parquet footers and one column: cheap)."""
+    source = Path(store.get_feature_view(view).batch_source.path)
+    files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
+    if not files:
+        return []
+    return pl.scan_parquet(files).select(pl.col(join_key).unique()).collect()[join_key].to_list()
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,13 +307,14 @@ def online_offline_parity(
                 "event_timestamp": pd.to_datetime([newest[k] for k in keys], utc=True),
             }
         )
-        offline = (
-            store.get_historical_features(
-                entity_df=entity_df, features=[f"{view}:{name}" for name in features]
+        with quiet_dask_joins():
+            offline = (
+                store.get_historical_features(
+                    entity_df=entity_df, features=[f"{view}:{name}" for name in features]
+                )
+                .to_df()
+                .set_index(join_key)
             )
-            .to_df()
-            .set_index(join_key)
-        )
         view_mismatches = 0
         for i, key in enumerate(online[join_key]):
             differing = [
