@@ -18,5 +18,8 @@ if not os.environ.get("DATA_PRODUCTS_HOME"):
         "feature_store.yaml and the file sources live under it"
     )
 
-for _object in build_repo_objects(get_settings().home):
+_settings = get_settings()
+# Feast creates the registry's folder but not its parents: a fresh data home has neither.
+_settings.features.mkdir(parents=True, exist_ok=True)
+for _object in build_repo_objects(_settings.home):
     globals()[f"{type(_object).__name__.lower()}_{_object.name}"] = _object

@@ -39,7 +39,7 @@ def ml_drift_retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
     if not newer:
         return dg.SkipReason("no drift check evaluated since the last tick")
     drifted = sorted(
-        key.name
+        key.name.removeprefix("drift_")
         for key, record in newer.items()
         if record.status == AssetCheckExecutionRecordStatus.FAILED
     )
@@ -52,7 +52,8 @@ def ml_drift_retrain(context: dg.SensorEvaluationContext) -> dg.SensorResult | d
             dg.RunRequest(
                 run_key=f"retrain:{cursor}",
                 asset_selection=[DELAY_MODEL.asset_key],
-                tags={RETRAIN_REASON_TAG: ",".join(drifted)[:200]},
+                # Tag values are for people; the check results hold the statistics.
+                tags={RETRAIN_REASON_TAG: f"{len(drifted)} drifted: {', '.join(drifted)}"[:250]},
             )
         ],
         cursor=cursor,

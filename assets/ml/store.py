@@ -24,6 +24,7 @@ from data_products.lib.feast_store import (
     feature_store,
     online_offline_parity,
     online_store_path,
+    quiet_dask_joins,
     registry_path,
 )
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
@@ -117,7 +118,8 @@ def online_features(
             f"feature views {missing} are not in the registry {registry_path(settings)}: "
             f"materialise {FEATURE_REGISTRY} first"
         )
-    store.materialize(start, end, feature_views=[v.name for v in VIEWS])
+    with quiet_dask_joins():
+        store.materialize(start, end, feature_views=[v.name for v in VIEWS])
     exports = feature_exports(settings)
     entities_written = {
         view.name: exports.read_days(view.dataset, days)
