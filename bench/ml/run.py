@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -20,7 +21,7 @@ import httpx
 import polars as pl
 import psutil
 
-from bench.ml.latency import paced, time_calls
+from bench.ml.latency import KeepAliveClient, PacedRun, paced, time_calls
 from data_products.lib.postgres_server import free_port
 from data_products.lib.settings import REPO_ROOT
 
@@ -186,15 +187,22 @@ def uvicorn_server(home: Path) -> Iterator[tuple[str, psutil.Process]]:
 def http_lookups(home: Path, day: date, rate: float, seconds: float) -> dict[str, Any]:
     """``GET /flights/{id}`` (schedule + entity features + model) at a fixed rate, open loop."""
     ids = _flights(day)["flight_id"].to_list()
-    with uvicorn_server(home) as (url, server), httpx.Client(base_url=url, timeout=10) as client:
 
-        def get(i: int) -> bool:
-            return client.get(f"/flights/{ids[i % len(ids)]}").status_code == 200
+    async def drive(url: str) -> PacedRun:
+        host, port = url.removeprefix("http://").split(":")
+        async with KeepAliveClient(host, int(port), connections=16) as client:
 
-        time_calls(get, 100)  # warm-up
-        before = server.cpu_times()
-        run = paced(get, rate=rate, seconds=seconds)
-        after = server.cpu_times()
+            async def get(i: int) -> bool:
+                return await client.get(f"/flights/{ids[i % len(ids)]}") == 200
+
+            for i in range(100):  # warm-up: connections, caches
+                await get(i)
+            return await paced(get, rate=rate, seconds=seconds)
+
+    with uvicorn_server(home) as (url, server):
+        before, client_before = server.cpu_times(), cpu_now()
+        run = asyncio.run(drive(url))
+        after, client_cpu = server.cpu_times(), cpu_now() - client_before
     return {
         "rate_requested": rate,
         "rate_achieved": round(run.achieved_rate, 1),
@@ -202,6 +210,7 @@ def http_lookups(home: Path, day: date, rate: float, seconds: float) -> dict[str
         "latency_from_schedule": run.from_due.summary(),
         "service_time": run.service.summary(),
         "server_cpu_s": round((after.user + after.system) - (before.user + before.system), 2),
+        "client_cpu_s": round(client_cpu, 2),
     }
 
 
