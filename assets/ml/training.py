@@ -61,12 +61,11 @@ def build_training_set(store: FeatureStore, entities: pl.DataFrame) -> pl.DataFr
     joined = entities
     for view in VIEWS:
         wanted = {name: view.polars_types[name] for name in [*view.model_features, view.known_at]}
-        key = "flight_id" if view.join_key == "flight_id" else view.join_key
         joined = point_in_time_features(
             store,
             joined,
             view=view.name,
-            join_key=key,
+            join_key=view.join_key,
             features=wanted,
             timestamp_column="predict_at",
         )
@@ -77,6 +76,9 @@ def leakage_violations(training: pl.DataFrame) -> pl.DataFrame:
     """Rows where some feature's information time is after the prediction time, one row per
     (flight, view) with both times: must be empty."""
     predict_s = pl.col("predict_at").dt.epoch("s")
+    columns = [c for c in KNOWN_AT_COLUMNS if c in training.columns]
+    if not columns:
+        raise ValueError(f"{TRAINING_SET}: no *_known_at_s column to check for leakage")
     return pl.concat(
         [
             training.filter(pl.col(column) > predict_s).select(
@@ -85,8 +87,7 @@ def leakage_violations(training: pl.DataFrame) -> pl.DataFrame:
                 pl.lit(column).alias("feature"),
                 pl.from_epoch(pl.col(column), time_unit="s").alias("known_at"),
             )
-            for column in KNOWN_AT_COLUMNS
-            if column in training.columns
+            for column in columns
         ],
         how="vertical_relaxed",
     )
