@@ -13,7 +13,7 @@ PY := $(BIN)/python
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo dev test checks lint bench-commerce bench-aviation bench-cdc bench-payments backfill-aviation generate clean
+.PHONY: help install demo dev test checks lint bench-commerce bench-aviation bench-cdc bench-payments bench-ml serve-ml backfill-aviation generate clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,12 @@ bench-cdc: install  ## benchmark: CDC apply to Iceberg, Delta and SCD2 history (
 
 bench-payments: install  ## benchmark: event log -> sensor -> gold for 5 minutes, and the window job vs DuckDB SQL
 	$(PY) -m bench.payments
+
+bench-ml: install  ## benchmark: ml build times for the year, online lookups (Python API, HTTP at 200 req/s)
+	$(PY) -m bench.ml --home $(DATA_PRODUCTS_HOME)/bench-ml
+
+serve-ml: install  ## online delay scoring over HTTP on http://127.0.0.1:8000 (needs a materialised ml domain)
+	$(BIN)/uvicorn assets.ml.serving_api:app --host 127.0.0.1 --port 8000
 
 clean:  ## remove the data home (landing, lake, warehouse, lineage, Dagster instance)
 	rm -rf $(DATA_PRODUCTS_HOME)

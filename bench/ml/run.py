@@ -1,0 +1,269 @@
+"""The ml benchmark (see ``bench.ml``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import polars as pl
+import psutil
+
+from bench.ml.latency import KeepAliveClient, PacedRun, paced, time_calls
+from data_products.lib.postgres_server import free_port
+from data_products.lib.settings import REPO_ROOT
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def measured(record: dict[str, Any], label: str) -> Iterator[None]:
+    wall, cpu = time.perf_counter(), cpu_now()
+    yield
+    record[label] = {
+        "wall_s": round(time.perf_counter() - wall, 2),
+        "cpu_s": round(cpu_now() - cpu, 2),
+    }
+    print(
+        f"  {label}: {record[label]['wall_s']} s wall, {record[label]['cpu_s']} s CPU", flush=True
+    )
+
+
+def build(home: Path, start: str, end: str) -> dict[str, Any]:
+    """Materialise what the ml domain reads (if missing) and the ml assets step by step."""
+    import dagster as dg
+
+    from assets.aviation import sources
+    from assets.ml.common import (
+        AVIATION_FLIGHTS,
+        AVIATION_PLANES,
+        AVIATION_ROTATIONS,
+        AVIATION_WEATHER,
+        DELAY_MODEL,
+        FEATURE_REGISTRY,
+        ONLINE_FEATURES,
+        TRAINING_SET,
+    )
+    from assets.ml.demo import aviation_ready
+    from assets.ml.feature_definitions import VIEWS
+    from data_products.lib.instance import ensure_dagster_home
+    from data_products.lib.runs import materialize_slice
+
+    ensure_dagster_home()
+    from data_products.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    timings: dict[str, Any] = {}
+
+    def run(selection: dg.AssetSelection, label: str) -> None:
+        with measured(timings, label):
+            result = materialize_slice(
+                defs, selection, start=start, end=end, instance=instance, log_level="WARNING"
+            )
+        if not result.success:
+            raise RuntimeError(f"{label} failed: {result.failed_steps}")
+        failed = [f"{c.asset}:{c.check}" for c in result.gate_failures]
+        timings[label]["gate_failures"] = failed
+
+    if not aviation_ready(instance, start, end):
+        sources.land(home / "landing", start, end)
+        inputs = dg.AssetSelection.assets(
+            *(
+                n.asset_key
+                for n in (AVIATION_FLIGHTS, AVIATION_WEATHER, AVIATION_PLANES, AVIATION_ROTATIONS)
+            )
+        )
+        run(inputs.upstream().required_multi_asset_neighbors(), "aviation_inputs (not ml)")
+    keys = dg.AssetSelection.assets
+    run(keys(*(v.dataset.asset_key for v in VIEWS)), "feature_exports")
+    run(keys(FEATURE_REGISTRY.asset_key), "feast_apply")
+    run(keys(ONLINE_FEATURES.asset_key), "online_materialize_and_parity")
+    run(keys(TRAINING_SET.asset_key), "training_set")
+    run(keys(DELAY_MODEL.asset_key), "delay_model")
+    return timings
+
+
+def _flights(day: date) -> pl.DataFrame:
+    from assets.ml.feature_definitions import VIEWS_BY_NAME
+    from data_products.lib.feast_store import feature_exports
+
+    view = VIEWS_BY_NAME["flight_schedule"]
+    return feature_exports().read_days(view.dataset, [day]).sort("flight_id")
+
+
+def python_lookups(day: date, count: int) -> dict[str, Any]:
+    """Feast ``get_online_features`` as the endpoint calls it: the flight's schedule row by id,
+    and the entity features of its origin, carrier, route and aircraft (five views, one call)."""
+    from assets.ml.serving_api import ENTITY_VIEWS
+    from data_products.lib.feast_store import feature_store
+
+    store = feature_store()
+    flights = _flights(day)
+    rows = [
+        {
+            "origin": r["flight_origin"],
+            "carrier": r["flight_carrier"],
+            "route": f"{r['flight_origin']}-{r['flight_dest']}",
+            "tailnum": r["flight_tailnum"] or "",
+        }
+        for r in flights.iter_rows(named=True)
+    ]
+    ids = flights["flight_id"].to_list()
+    entity_refs = [f"{v.name}:{n}" for v in ENTITY_VIEWS for n in [*v.model_features, v.known_at]]
+    schedule_refs = ["flight_schedule:flight_origin", "flight_schedule:sched_dep_hour"]
+
+    def entity(i: int) -> object:
+        return store.get_online_features(features=entity_refs, entity_rows=[rows[i % len(rows)]])
+
+    def schedule(i: int) -> object:
+        return store.get_online_features(
+            features=schedule_refs, entity_rows=[{"flight_id": ids[i % len(ids)]}]
+        )
+
+    time_calls(entity, 100), time_calls(schedule, 100)  # warm-up: caches, first connections
+    cpu = cpu_now()
+    results = {
+        "entity_features_5_views": time_calls(entity, count).summary(),
+        "flight_schedule_by_id": time_calls(schedule, count).summary(),
+    }
+    results["cpu_s"] = round(cpu_now() - cpu, 2)
+    return results
+
+
+@contextmanager
+def uvicorn_server(home: Path) -> Iterator[tuple[str, psutil.Process]]:
+    port = free_port()
+    env = {**os.environ, "DATA_PRODUCTS_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "assets.ml.serving_api:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not answer on {url} (exit {process.poll()})")
+            time.sleep(0.5)
+        yield url, psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def http_lookups(home: Path, day: date, rate: float, seconds: float) -> dict[str, Any]:
+    """``GET /flights/{id}`` (schedule + entity features + model) at a fixed rate, open loop."""
+    ids = _flights(day)["flight_id"].to_list()
+
+    async def drive(url: str) -> PacedRun:
+        host, port = url.removeprefix("http://").split(":")
+        async with KeepAliveClient(host, int(port), connections=16) as client:
+
+            async def get(i: int) -> bool:
+                return await client.get(f"/flights/{ids[i % len(ids)]}") == 200
+
+            for i in range(100):  # warm-up: connections, caches
+                await get(i)
+            return await paced(get, rate=rate, seconds=seconds)
+
+    with uvicorn_server(home) as (url, server):
+        before, client_before = server.cpu_times(), cpu_now()
+        run = asyncio.run(drive(url))
+        after, client_cpu = server.cpu_times(), cpu_now() - client_before
+    return {
+        "rate_requested": rate,
+        "rate_achieved": round(run.achieved_rate, 1),
+        "errors": run.errors,
+        "latency_from_schedule": run.from_due.summary(),
+        "service_time": run.service.summary(),
+        "server_cpu_s": round((after.user + after.system) - (before.user + before.system), 2),
+        "client_cpu_s": round(client_cpu, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ml", description=__doc__)
+    parser.add_argument("--home", type=Path, required=True, help="the benchmark's data home")
+    parser.add_argument("--start", default="2013-01-01")
+    parser.add_argument("--end", default="2013-12-31")
+    parser.add_argument("--rate", type=float, default=200.0, help="HTTP requests per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="HTTP run length")
+    parser.add_argument("--lookups", type=int, default=3000, help="Python API calls per kind")
+    parser.add_argument("--skip-build", action="store_true", help="measure lookups only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    home = args.home.resolve()
+    os.environ["DATA_PRODUCTS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster_home")
+    os.environ.setdefault("DATA_PRODUCTS_LINEAGE_TRANSPORT", "file")
+    last_day = date.fromisoformat(args.end)
+    report: dict[str, Any] = {
+        "home": str(home),
+        "range": f"{args.start}...{args.end}",
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+    }
+    print(f"ml benchmark on {home}, {report['range']}", flush=True)
+    if not args.skip_build:
+        report["build"] = build(home, args.start, args.end)
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            rows = con.execute("SELECT count(*) FROM ml_gold.training_set").fetchone()
+        report["training_set_rows"] = rows[0] if rows else 0
+    print("Python API lookups …", flush=True)
+    report["python_api"] = python_lookups(last_day, args.lookups)
+    print(json.dumps(report["python_api"], indent=2))
+    print(f"HTTP at {args.rate:g} requests/s for {args.seconds:g} s …", flush=True)
+    report["http"] = http_lookups(home, last_day, args.rate, args.seconds)
+    print(json.dumps(report["http"], indent=2))
+    report["targets"] = _targets(report)
+    print(json.dumps(report["targets"], indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _targets(report: dict[str, Any]) -> dict[str, Any]:
+    python_p99 = report["python_api"]["entity_features_5_views"]["p99_ms"]
+    http_p99 = report["http"]["latency_from_schedule"]["p99_ms"]
+    return {
+        "python_api_p99_ms": python_p99,
+        "python_api_p99_target_ms": 5,
+        "python_api_p99_met": python_p99 <= 5,
+        "http_p99_ms": http_p99,
+        "http_p99_target_ms": 50,
+        "http_p99_met": http_p99 <= 50,
+    }

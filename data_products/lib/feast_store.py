@@ -1,0 +1,351 @@
+"""Feast on the data home: one configuration for Dagster and the ``feast`` CLI, and two mechanisms
+the file offline store needs to be trusted (a per-view point-in-time join, online/offline parity).
+
+Configuration: the registry, the SQLite online store and the file offline store live under
+``<DATA_PRODUCTS_HOME>/features``, never in the repository. Feast 0.67 runs
+``os.path.expandvars`` over ``feature_store.yaml`` before parsing it, so the repository's YAML
+names ``${DATA_PRODUCTS_HOME}``; Python callers build the same configuration from the settings
+(:func:`repo_config`), and a test checks the two agree.
+
+The file (dask) offline store is used because the DuckDB one breaks with sqlglot 30 (STACK.md).
+Its historical join has two traps that :func:`point_in_time_features` works around:
+
+- it de-duplicates on (the join keys seen so far, entity timestamp), so two entity rows that
+  share them (two flights from JFK scheduled at 07:00) collapse into one;
+- it drops an entity row whose key has feature rows but none inside the TTL window, instead of
+  returning nulls;
+- an entity key with no feature rows at all leaves a null timestamp that dask cannot sort
+  ("Divisions calculation failed"), failing the whole join.
+
+So each view is joined on its own, for the distinct (key, timestamp) pairs whose key occurs in
+the view's source only, and the result is joined back to every entity row (a pair Feast did not
+answer reads as nulls). The point-in-time logic itself (latest row at or before the timestamp,
+within the TTL) stays Feast's.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import polars as pl
+from feast import FeatureStore, RepoConfig
+
+from data_products.lib.keys import DatasetName, validate_column, validate_partition_key
+from data_products.lib.settings import REPO_ROOT, Settings, get_settings
+
+FEATURE_REPO = REPO_ROOT / "feature_repo"
+"""The repository the ``feast`` CLI runs on: ``feast -c feature_repo apply``."""
+FEAST_PROJECT = "aviation_delays"
+HOME_VARIABLE = "${DATA_PRODUCTS_HOME}"
+
+
+def feature_root(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).features
+
+
+def registry_path(settings: Settings | None = None) -> Path:
+    return feature_root(settings) / "registry.db"
+
+
+def online_store_path(settings: Settings | None = None) -> Path:
+    return feature_root(settings) / "online_store.db"
+
+
+def repo_config_dict(home: str) -> dict[str, Any]:
+    """The ``feature_store.yaml`` content for a data home given as a path or as
+    ``${DATA_PRODUCTS_HOME}`` (what the file in the repository says)."""
+    return {
+        "project": FEAST_PROJECT,
+        "provider": "local",
+        "registry": f"{home}/features/registry.db",
+        "online_store": {"type": "sqlite", "path": f"{home}/features/online_store.db"},
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+
+
+def repo_config(settings: Settings | None = None) -> RepoConfig:
+    settings = settings or get_settings()
+    settings.features.mkdir(parents=True, exist_ok=True)
+    return RepoConfig(repo_path=FEATURE_REPO, **repo_config_dict(str(settings.home)))
+
+
+def feature_store(settings: Settings | None = None) -> FeatureStore:
+    """A Feast store on the current data home (built per call: the home may change)."""
+    return FeatureStore(config=repo_config(settings))
+
+
+@contextmanager
+def quiet_dask_joins() -> Iterator[None]:
+    """Silence the pandas deprecation notices Feast's dask joins raise on every call (object
+    columns downcast by ``fillna``/``bfill`` inside dask's sort). They are about pandas 3
+    behaviour in Feast's code, not ours, and the project pins pandas < 3 (feast needs it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*Downcasting object dtype", category=FutureWarning
+        )
+        warnings.filterwarnings("ignore", message=".*fillna.*", category=FutureWarning)
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Offline exports
+
+
+class FeatureExports:
+    """A feature view's offline rows as one Parquet file per day: ``<root>/<view>/<day>.parquet``.
+
+    Not the lake's ``PartitionedFiles`` layout (``partition_date=<day>/part.parquet``): dask,
+    which Feast's file store reads with, infers a hive partition column from those folder names
+    and then refuses the same column inside the files. Flat files have no folder names to infer
+    from. Each day's file is replaced by an atomic rename (a reader sees the old day or the new
+    one), a day without rows keeps an empty file with the schema, and the warehouse gets a view
+    ``<schema>.<name>`` over the files for SQL users.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def directory(self, dataset: DatasetName) -> Path:
+        return self.root / dataset.schema / dataset.name
+
+    def day_file(self, dataset: DatasetName, day: date) -> Path:
+        return self.directory(dataset) / f"{validate_partition_key(day.isoformat())}.parquet"
+
+    def replace_days(
+        self, dataset: DatasetName, frame: pl.DataFrame, *, day_column: str, days: Sequence[date]
+    ) -> int:
+        """Replace the files of ``days`` with the rows of ``frame`` carrying them; a row outside
+        ``days`` is an error raised before anything is written. Returns the rows replaced."""
+        validate_column(day_column, what=f"day column of {dataset}")
+        outside = frame.filter(~pl.col(day_column).is_in(list(days)))
+        if outside.height:
+            raise ValueError(
+                f"{dataset}: {outside.height} rows fall outside the days being replaced, e.g. "
+                f"{day_column} = {outside[day_column][0]}"
+            )
+        directory = self.directory(dataset)
+        directory.mkdir(parents=True, exist_ok=True)
+        replaced = 0
+        by_day = {
+            key[0]: part for key, part in frame.partition_by(day_column, as_dict=True).items()
+        }
+        for day in sorted(set(days)):
+            path = self.day_file(dataset, day)
+            if path.exists():
+                replaced += pl.scan_parquet(path).select(pl.len()).collect().item()
+            temporary = directory / f".{path.name}.{uuid.uuid4().hex}.tmp"
+            try:
+                by_day.get(day, frame.clear()).write_parquet(temporary, statistics=True)
+                temporary.replace(path)
+            finally:
+                temporary.unlink(missing_ok=True)
+        return replaced
+
+    def read_days(self, dataset: DatasetName, days: Sequence[date]) -> pl.DataFrame:
+        files = [self.day_file(dataset, d) for d in sorted(set(days))]
+        present = [f for f in files if f.exists()]
+        if not present:
+            raise FileNotFoundError(
+                f"{dataset}: no export files for {min(days)}..{max(days)} under "
+                f"{self.directory(dataset)}: materialise it first"
+            )
+        return pl.concat([pl.read_parquet(f) for f in present], how="vertical_relaxed")
+
+    def create_view(self, con: Any, dataset: DatasetName) -> None:
+        """``<schema>.<name>`` in the warehouse over every day file (identifiers validated)."""
+        pattern = str(self.directory(dataset) / "*.parquet").replace("'", "''")
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset.schema}"')
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{dataset.schema}"."{dataset.name}" AS '
+            f"SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+        )
+
+
+def feature_exports(settings: Settings | None = None) -> FeatureExports:
+    return FeatureExports(feature_root(settings) / "offline")
+
+
+# --------------------------------------------------------------------------------------------
+# Point-in-time join
+
+
+def point_in_time_features(
+    store: FeatureStore,
+    entities: pl.DataFrame,
+    *,
+    view: str,
+    join_key: str,
+    features: Mapping[str, pl.DataType],
+    timestamp_column: str,
+) -> pl.DataFrame:
+    """``entities`` with ``features`` (name → polars type) of ``view`` as of each row's
+    ``timestamp_column``.
+
+    One row out per row in, in the same order; nulls where the key is null or Feast found no
+    row within the view's TTL at or before the timestamp.
+    """
+    validate_column(join_key, what="join key")
+    validate_column(timestamp_column, what="timestamp column")
+    known_keys = _source_keys(store, view, join_key)
+    pairs = (
+        entities.select(join_key, timestamp_column)
+        .filter(pl.col(join_key).is_in(known_keys))
+        .unique()
+        .sort(timestamp_column)
+    )
+    if pairs.is_empty():
+        found = pl.DataFrame(
+            schema={join_key: pl.String, timestamp_column: pl.Datetime("us", "UTC"), **features}
+        )
+    else:
+        entity_df = pairs.rename({timestamp_column: "event_timestamp"}).to_pandas()
+        entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+        with quiet_dask_joins():
+            result = store.get_historical_features(
+                entity_df=entity_df, features=[f"{view}:{name}" for name in features]
+            ).to_df()
+        found = pl.from_pandas(result[[join_key, "event_timestamp", *features]]).rename(
+            {"event_timestamp": timestamp_column}
+        )
+    found = found.with_columns(
+        pl.col(timestamp_column).dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+        *(
+            pl.col(name).cast(dtype, strict=False)
+            for name, dtype in features.items()
+            if name in found
+        ),
+    )
+    keyed = entities.with_columns(
+        pl.col(timestamp_column).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    )
+    joined = keyed.join(found, on=[join_key, timestamp_column], how="left", nulls_equal=False)
+    if joined.height != entities.height:
+        raise RuntimeError(
+            f"point-in-time join of {view}: {entities.height} entity rows in, {joined.height} "
+            "out (duplicate feature rows for one key and timestamp?)"
+        )
+    return joined
+
+
+def _source_keys(store: FeatureStore, view: str, join_key: str) -> list[str]:
+    """The distinct keys in a view's file source (Parquet footers and one column: cheap)."""
+    source = Path(store.get_feature_view(view).batch_source.path)
+    files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
+    if not files:
+        return []
+    return pl.scan_parquet(files).select(pl.col(join_key).unique()).collect()[join_key].to_list()
+
+
+# --------------------------------------------------------------------------------------------
+# Online / offline parity
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How many sampled entities' online values differ from the offline values as of the same
+    time, per view, with a few examples."""
+
+    compared: int
+    mismatched: int
+    per_view: dict[str, tuple[int, int]]
+    examples: list[dict[str, Any]]
+
+    @property
+    def mismatch_rate(self) -> float:
+        return self.mismatched / self.compared if self.compared else 0.0
+
+
+def _same(online: Any, offline: Any) -> bool:
+    missing_online = online is None or (isinstance(online, float) and math.isnan(online))
+    missing_offline = offline is None or (isinstance(offline, float) and math.isnan(offline))
+    if missing_online or missing_offline:
+        return missing_online and missing_offline
+    if isinstance(online, float) or isinstance(offline, float):
+        return math.isclose(float(online), float(offline), rel_tol=1e-9, abs_tol=1e-9)
+    return str(online) == str(offline)
+
+
+def online_offline_parity(
+    store: FeatureStore,
+    samples: Iterable[tuple[str, str, Mapping[str, datetime], Sequence[str]]],
+    *,
+    max_examples: int = 5,
+) -> ParityReport:
+    """Compare each sampled entity's online values with the offline point-in-time values as of
+    the event timestamp of its newest row in the window just materialised.
+
+    ``samples`` yields ``(view, join_key, {key: newest event timestamp}, features)``. Why that
+    time and not the window's end: the online store keeps an entity's latest values without
+    applying the view's TTL, while the offline join answers null past it, so a value older than
+    the TTL at the window's end would read as a false mismatch. As of its own newest timestamp
+    the offline join must return exactly the row ``materialize`` wrote online.
+    """
+    compared = mismatched = 0
+    per_view: dict[str, tuple[int, int]] = {}
+    examples: list[dict[str, Any]] = []
+    for view, join_key, newest, features in samples:
+        keys = sorted(newest)
+        if not keys:
+            continue
+        online = store.get_online_features(
+            features=[f"{view}:{name}" for name in features],
+            entity_rows=[{join_key: key} for key in keys],
+        ).to_dict()
+        entity_df = pd.DataFrame(
+            {
+                join_key: keys,
+                "event_timestamp": pd.to_datetime([newest[k] for k in keys], utc=True),
+            }
+        )
+        with quiet_dask_joins():
+            offline = (
+                store.get_historical_features(
+                    entity_df=entity_df, features=[f"{view}:{name}" for name in features]
+                )
+                .to_df()
+                .set_index(join_key)
+            )
+        view_mismatches = 0
+        for i, key in enumerate(online[join_key]):
+            differing = [
+                name
+                for name in features
+                if key not in offline.index
+                or not _same(online[name][i], _scalar(offline.at[key, name]))
+            ]
+            if differing:
+                view_mismatches += 1
+                if len(examples) < max_examples:
+                    examples.append(
+                        {
+                            "view": view,
+                            join_key: key,
+                            "as_of": newest[key].isoformat(),
+                            "features": differing,
+                            "online": {n: online[n][i] for n in differing},
+                            "offline": {
+                                n: _scalar(offline.at[key, n]) if key in offline.index else None
+                                for n in differing
+                            },
+                        }
+                    )
+        per_view[view] = (len(keys), view_mismatches)
+        compared += len(keys)
+        mismatched += view_mismatches
+    return ParityReport(compared, mismatched, per_view, examples)
+
+
+def _scalar(value: Any) -> Any:
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value.item() if hasattr(value, "item") else value
