@@ -60,18 +60,24 @@ def materialize_slice(
 ) -> SliceRun:
     """One run over the partition range ``start...end`` (a single-run backfill), in-process.
 
-    Unpartitioned assets of the selection (reference snapshots) run first, in a run of their
-    own, as the daemon does for a backfill from the UI: in a range run Dagster writes one
-    ``ASSET_MATERIALIZATION_PLANNED`` event per partition for them too (9 x 365 of the 7,300 of
-    the aviation year), for assets that are materialised once. The range run starts only if
-    that run succeeded and no blocking check failed, as its steps would have been skipped in one
-    run. ``unpartitioned_first=False`` runs everything as one run.
+    Unpartitioned assets of the selection with no partitioned upstream (reference snapshots)
+    run first, in a run of their own, as the daemon does for a backfill from the UI: in a range
+    run Dagster writes one ``ASSET_MATERIALIZATION_PLANNED`` event per partition for them too
+    (9 x 365 of the 7,300 of the aviation year), for assets that are materialised once. The
+    range run starts only if that run succeeded and no blocking check failed, as its steps would
+    have been skipped in one run. ``unpartitioned_first=False`` runs everything as one run.
     """
     graph = defs.resolve_asset_graph()
     keys = sorted(selection.resolve(graph), key=lambda k: k.to_user_string())
     label = f"{start}...{end}"
-    references = [k for k in keys if graph.get(k).partitions_def is None]
-    ranged = [k for k in keys if graph.get(k).partitions_def is not None]
+    partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
+    # An unpartitioned asset fed by a partitioned one (a model trained on a range) runs after
+    # the range, in the range run; only those with no partitioned upstream go first.
+    after_range = (
+        dg.AssetSelection.assets(*partitioned).downstream().resolve(graph) if partitioned else set()
+    )
+    references = [k for k in keys if graph.get(k).partitions_def is None and k not in after_range]
+    ranged = [k for k in keys if k not in references]
     first: SliceRun | None = None
     if unpartitioned_first and references and ranged:
         first = materialize_batch(

@@ -82,7 +82,14 @@ def _slice_defs(*, broken_reference: bool) -> dg.Definitions:
     def flights(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
 
-    return dg.Definitions(assets=[airports, flights])
+    @dg.asset(deps=[flights])
+    def model(context: dg.AssetExecutionContext) -> None:
+        """Unpartitioned but fed by the range: it must run after it, not with the snapshots."""
+        flights_days = context.instance.get_materialized_partitions(dg.AssetKey("flights"))
+        if not flights_days:
+            raise RuntimeError("flights has no partitions yet")
+
+    return dg.Definitions(assets=[airports, flights, model])
 
 
 def _planned_partitions(instance: dg.DagsterInstance, run_id: str, key: str) -> list[str | None]:
@@ -106,7 +113,8 @@ def test_unpartitioned_assets_run_first_and_once_then_the_range_as_one_run() -> 
             instance=instance,
         )
         assert run.success and run.skipped_assets == []
-        assert run.materialized == ["airports"] + ["flights"] * 5  # one event per day
+        # one event per day; the model, downstream of the range, runs in the range run
+        assert run.materialized == ["airports"] + ["flights"] * 5 + ["model"]
         assert len(run.run_ids) == 2 and run.run_id == run.run_ids[-1]
         assert [c.check for c in run.checks] == ["complete"]
         first, ranged = run.run_ids
@@ -119,7 +127,7 @@ def test_unpartitioned_assets_run_first_and_once_then_the_range_as_one_run() -> 
 
         together = materialize_slice(
             _slice_defs(broken_reference=False),
-            dg.AssetSelection.all(),
+            dg.AssetSelection.assets("airports", "flights"),
             start="2024-01-01",
             end="2024-01-05",
             instance=instance,
@@ -140,6 +148,6 @@ def test_a_blocked_reference_run_does_not_start_the_range() -> None:
             instance=instance,
         )
         assert len(run.run_ids) == 1
-        assert run.skipped_assets == ["flights"]
+        assert run.skipped_assets == ["flights", "model"]
         assert [c.check for c in run.gate_failures] == ["complete"]
         assert instance.get_materialized_partitions(dg.AssetKey("flights")) == set()
