@@ -16,31 +16,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64, PrimitiveFeastType, String
 
 from data_products.lib.keys import DatasetName
+
+if TYPE_CHECKING:
+    from feast import Entity, FeatureService, FeatureView, FileSource
 
 PROJECT = "aviation_delays"
 EVENT_TIMESTAMP = "event_timestamp"
 PARTITION_COLUMN = "partition_date"
 FEATURE_SERVICE = "delay_model_v1"
-_POLARS_TYPES: dict[PrimitiveFeastType, pl.DataType] = {
-    Float64: pl.Float64(),
-    Int64: pl.Int64(),
-    String: pl.String(),
-}
+# Feature types are polars types here; Feast's are looked up when the repository objects are
+# built. Importing feast costs 3.4 s, which every process that loads the code location (CLI,
+# UI, each run) would pay for a module that only names types.
+Float64 = pl.Float64()
+Int64 = pl.Int64()
+String = pl.String()
 
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """One feature view: its entity's join key, features (name → Feast type), TTL, meaning."""
+    """One feature view: its entity's join key, features (name → polars type), TTL, meaning."""
 
     name: str
     join_key: str
-    features: dict[str, PrimitiveFeastType]
+    features: dict[str, pl.DataType]
     ttl: timedelta
     description: str
 
@@ -51,7 +54,7 @@ class ViewSpec:
     @property
     def polars_types(self) -> dict[str, pl.DataType]:
         """The features' polars types (how exports store them and joins return them)."""
-        return {name: _POLARS_TYPES[dtype] for name, dtype in self.features.items()}
+        return dict(self.features)
 
     @property
     def known_at(self) -> str:
@@ -175,6 +178,12 @@ def export_dir(home: Path, view: ViewSpec) -> Path:
 
 def build_repo_objects(home: Path) -> list[Entity | FileSource | FeatureView | FeatureService]:
     """Entities, file sources, feature views and the model's feature service for ``home``."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64 as FeastFloat64
+    from feast.types import Int64 as FeastInt64
+    from feast.types import String as FeastString
+
+    feast_types = {Float64: FeastFloat64, Int64: FeastInt64, String: FeastString}
     entities = {
         key: Entity(name=key, join_keys=[key], value_type=ValueType.STRING, description=text)
         for key, text in ENTITIES.items()
@@ -192,7 +201,9 @@ def build_repo_objects(home: Path) -> list[Entity | FileSource | FeatureView | F
             name=spec.name,
             entities=[entities[spec.join_key]],
             ttl=spec.ttl,
-            schema=[Field(name=name, dtype=dtype) for name, dtype in spec.features.items()],
+            schema=[
+                Field(name=name, dtype=feast_types[dtype]) for name, dtype in spec.features.items()
+            ],
             source=source,
             online=True,
             description=spec.description,

@@ -9,11 +9,11 @@ check per model feature against the window the current model was trained on (war
 
 from collections.abc import Iterator
 from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import polars as pl
-from feast import FeatureStore
 
 from assets.ml import artifacts
 from assets.ml.common import (
@@ -28,6 +28,9 @@ from assets.ml.feature_definitions import MODEL_FEATURES, VIEWS
 from assets.ml.features import training_entities
 from data_products.lib.drift import feature_drift
 from data_products.lib.feast_store import feature_store, point_in_time_features
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
 from data_products.lib.products import WAREHOUSE_POOL
 from data_products.lib.tables import read_partitions, replace_partitions, table_exists
@@ -55,7 +58,7 @@ def training_columns() -> list[str]:
     return [*ENTITY_COLUMNS, *MODEL_FEATURES, *KNOWN_AT_COLUMNS]
 
 
-def build_training_set(store: FeatureStore, entities: pl.DataFrame) -> pl.DataFrame:
+def build_training_set(store: "FeatureStore", entities: pl.DataFrame) -> pl.DataFrame:
     """``entities`` (``features.training_entities``) with every view's model features and
     information time joined as of ``predict_at``; one row per entity row, same order."""
     joined = entities

@@ -33,14 +33,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import polars as pl
-from feast import FeatureStore, RepoConfig
 
 from data_products.lib.keys import DatasetName, validate_column, validate_partition_key
 from data_products.lib.settings import REPO_ROOT, Settings, get_settings
+
+if TYPE_CHECKING:  # feast is imported where it is used: importing it costs 3.4 s
+    from feast import FeatureStore, RepoConfig
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 """The repository the ``feast`` CLI runs on: ``feast -c feature_repo apply``."""
@@ -76,11 +78,15 @@ def repo_config_dict(home: str) -> dict[str, Any]:
 def repo_config(settings: Settings | None = None) -> RepoConfig:
     settings = settings or get_settings()
     settings.features.mkdir(parents=True, exist_ok=True)
+    from feast import RepoConfig
+
     return RepoConfig(repo_path=FEATURE_REPO, **repo_config_dict(str(settings.home)))
 
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
     """A Feast store on the current data home (built per call: the home may change)."""
+    from feast import FeatureStore
+
     return FeatureStore(config=repo_config(settings))
 
 
