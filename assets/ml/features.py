@@ -120,6 +120,18 @@ def rolling_snapshots(
     )
 
 
+def _snapshot_view(snapshots: pl.DataFrame, *, key: str, mean: str, count: str) -> pl.DataFrame:
+    """A rolling snapshot as a feature view's rows: the mean, the count and when it was known."""
+    return snapshots.select(
+        key,
+        "event_timestamp",
+        "partition_date",
+        (pl.col("total") / pl.col("n")).alias(mean),
+        pl.col("n").cast(pl.Int64).alias(count),
+        _epoch_s(pl.col("known_at")).alias(f"{key}_known_at_s"),
+    )
+
+
 def origin_delay(flights: pl.DataFrame, days: Sequence[date]) -> pl.DataFrame:
     departed = flights.filter(
         pl.col("dep_delay_min").is_not_null() & pl.col("dep_utc").is_not_null()
@@ -129,14 +141,11 @@ def origin_delay(flights: pl.DataFrame, days: Sequence[date]) -> pl.DataFrame:
         pl.max_horizontal(_utc("dep_utc"), _utc("sched_dep_utc")).alias("info_time"),
         pl.col("dep_delay_min").cast(pl.Float64).alias("value"),
     )
-    snap = rolling_snapshots(events, days, key="origin", window_days=7)
-    return snap.select(
-        "origin",
-        "event_timestamp",
-        "partition_date",
-        (pl.col("total") / pl.col("n")).alias("origin_avg_dep_delay_7d"),
-        pl.col("n").cast(pl.Int64).alias("origin_departures_7d"),
-        _epoch_s(pl.col("known_at")).alias("origin_known_at_s"),
+    return _snapshot_view(
+        rolling_snapshots(events, days, key="origin", window_days=7),
+        key="origin",
+        mean="origin_avg_dep_delay_7d",
+        count="origin_departures_7d",
     )
 
 
@@ -149,14 +158,11 @@ def carrier_delay(flights: pl.DataFrame, days: Sequence[date]) -> pl.DataFrame:
         pl.max_horizontal(_utc("dep_utc"), _utc("sched_dep_utc")).alias("info_time"),
         (pl.col("dep_delay_min") >= DELAY_THRESHOLD_MIN).cast(pl.Float64).alias("value"),
     )
-    snap = rolling_snapshots(events, days, key="carrier", window_days=30)
-    return snap.select(
-        "carrier",
-        "event_timestamp",
-        "partition_date",
-        (pl.col("total") / pl.col("n")).alias("carrier_delay_rate_30d"),
-        pl.col("n").cast(pl.Int64).alias("carrier_departures_30d"),
-        _epoch_s(pl.col("known_at")).alias("carrier_known_at_s"),
+    return _snapshot_view(
+        rolling_snapshots(events, days, key="carrier", window_days=30),
+        key="carrier",
+        mean="carrier_delay_rate_30d",
+        count="carrier_departures_30d",
     )
 
 
@@ -169,14 +175,11 @@ def route_delay(flights: pl.DataFrame, days: Sequence[date]) -> pl.DataFrame:
         _utc("arr_utc").alias("info_time"),
         pl.col("arr_delay_min").cast(pl.Float64).alias("value"),
     )
-    snap = rolling_snapshots(events, days, key="route", window_days=30)
-    return snap.select(
-        "route",
-        "event_timestamp",
-        "partition_date",
-        (pl.col("total") / pl.col("n")).alias("route_avg_arr_delay_30d"),
-        pl.col("n").cast(pl.Int64).alias("route_arrivals_30d"),
-        _epoch_s(pl.col("known_at")).alias("route_known_at_s"),
+    return _snapshot_view(
+        rolling_snapshots(events, days, key="route", window_days=30),
+        key="route",
+        mean="route_avg_arr_delay_30d",
+        count="route_arrivals_30d",
     )
 
 
