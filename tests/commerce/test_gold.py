@@ -12,6 +12,7 @@ re-run test invokes dbt again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -26,7 +27,7 @@ from polars.testing import assert_frame_equal
 
 from assets.commerce.generator import generate
 from assets.commerce.partitions import DAILY
-from data_products.lib.dbt import dbt_resource, domain_dbt_assets
+from data_products.lib.dbt import dbt_build_vars, dbt_resource, domain_dbt_assets
 from data_products.lib.dbt_project import DBT_PROJECT_DIR
 from resources.warehouse import WarehouseResource
 from tests.commerce import expected_gold as expected
@@ -178,6 +179,43 @@ def test_dbt_tests_come_out_as_passing_asset_checks(runs: GoldRuns) -> None:
     assert not failing
     checked_assets = {key.asset_key.path[-1] for key in declared}
     assert checked_assets == set(GOLD)
+
+
+def test_dbt_unit_tests_pass(runs: GoldRuns) -> None:
+    """The gold runs leave dbt's unit tests out (they test SQL on fixture rows, not the data), so
+    the suite runs them: every unit test the project declares for commerce, and all pass."""
+    manifest = json.loads(runs.project.manifest_path.read_text())
+    declared = {
+        uid
+        for uid, node in manifest.get("unit_tests", {}).items()
+        if node["original_file_path"].startswith("models/marts/commerce/")
+    }
+    assert declared, "the commerce marts declare unit tests"
+    invocation = dbt_resource(runs.project).cli(
+        [
+            "test",
+            "--select",
+            "test_type:unit,path:models/marts/commerce",
+            "--vars",
+            json.dumps(dbt_build_vars(runs.warehouse)),
+        ],
+        raise_on_error=False,
+    )
+    invocation.wait()
+    results = invocation.get_artifact("run_results.json")["results"]
+    statuses = {result["unique_id"]: result["status"] for result in results}
+    assert set(statuses) == declared
+    assert set(statuses.values()) == {"pass"}, statuses
+
+
+def test_gold_runs_leave_unit_tests_out(runs: GoldRuns) -> None:
+    """The asset run's dbt build ran models and data tests but no unit test (they cost 0.5 s
+    per commerce run and prove nothing about the data)."""
+    # The gold asset keeps dbt's target folder per domain under the data home.
+    run_results = runs.warehouse.parent / "dbt" / "target" / "commerce" / "run_results.json"
+    kinds = {r["unique_id"].split(".")[0] for r in json.loads(run_results.read_text())["results"]}
+    assert {"model", "test"} <= kinds
+    assert "unit_test" not in kinds
 
 
 def test_rerunning_the_same_range_gives_identical_tables(runs: GoldRuns) -> None:
