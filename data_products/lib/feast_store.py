@@ -398,6 +398,7 @@ def online_offline_parity(
     samples: Iterable[tuple[str, str, Mapping[str, datetime], Sequence[str]]],
     *,
     max_examples: int = 5,
+    feature_rows: Mapping[str, pl.DataFrame] | None = None,
 ) -> ParityReport:
     """Compare each sampled entity's online values with the offline point-in-time values as of
     the event timestamp of its newest row in the window just materialised.
@@ -407,6 +408,11 @@ def online_offline_parity(
     applying the view's TTL, while the offline join answers null past it, so a value older than
     the TTL at the window's end would read as a false mismatch. As of its own newest timestamp
     the offline join must return exactly the row ``materialize`` wrote online.
+
+    ``feature_rows`` (view → rows): as in :func:`point_in_time_features`, the rows Feast may read
+    for a view instead of its whole source; they must hold every sampled key's rows in reach of
+    its timestamp. Without them a year's source costs minutes for 100 keys (measured: 88 s for
+    the flight schedule), on every run, however few days it materialised.
     """
     compared = mismatched = 0
     per_view: dict[str, tuple[int, int]] = {}
@@ -425,14 +431,14 @@ def online_offline_parity(
                 "event_timestamp": pd.to_datetime([newest[k] for k in keys], utc=True),
             }
         )
+        refs = [f"{view}:{name}" for name in features]
+        rows = (feature_rows or {}).get(view)
         with quiet_dask_joins():
             offline = (
-                store.get_historical_features(
-                    entity_df=entity_df, features=[f"{view}:{name}" for name in features]
-                )
-                .to_df()
-                .set_index(join_key)
-            )
+                store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+                if rows is None
+                else _join_on_rows(store, view, refs, entity_df, rows)
+            ).set_index(join_key)
         view_mismatches = 0
         for i, key in enumerate(online[join_key]):
             differing = [

@@ -147,3 +147,23 @@ def test_bounded_feature_rows_give_the_whole_sources_training_set(ml_domain: MlD
     # flew on Jan 2 carry that departure into Jan 3's early flights).
     chunk_start_s = int(day_start(date(2013, 1, 3)).timestamp())
     assert (bounded["aircraft_known_at_s"] < chunk_start_s).sum() > 0
+
+
+def test_parity_reads_the_rows_in_reach_and_sees_a_changed_value(ml_domain: MlDomain) -> None:
+    # The check hands Feast only the sampled keys' rows in reach; they must be what is compared.
+    from datetime import timedelta
+
+    from assets.ml.features import day_window
+    from assets.ml.store import _parity_samples
+    from data_products.lib.feast_store import online_offline_parity
+
+    days = [date(2013, 1, 1) + timedelta(days=i) for i in range(4)]
+    samples, rows = _parity_samples(days, *day_window(days[0], days[-1]), seed=7)
+    store = feature_store()
+    same = online_offline_parity(store, samples, feature_rows=rows)
+    assert same.mismatched == 0 and same.compared > 100
+    shifted = rows["origin_delay"].with_columns(pl.col("origin_avg_dep_delay_7d") + 1.0)
+    changed = online_offline_parity(store, samples, feature_rows={**rows, "origin_delay": shifted})
+    assert changed.per_view["origin_delay"] == (3, 3)
+    assert changed.mismatched == 3
+    assert {e["features"][0] for e in changed.examples} == {"origin_avg_dep_delay_7d"}
