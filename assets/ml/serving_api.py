@@ -4,7 +4,7 @@
 online store and the model named by ``features/models/current.json``:
 
 - ``GET /flights/{flight_id}``: a scheduled flight known to the online store
-  (``20130131-UA1545-EWR``);
+  (``20130131-UA1000-EWR``);
 - ``POST /predict``: a flight given by its attributes (carrier, origin, destination, tail,
   local hour, weekday, distance), for flights the store has never seen;
 - ``GET /health``: the model version in service.
