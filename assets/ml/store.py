@@ -17,7 +17,13 @@ import dagster as dg
 import polars as pl
 
 from assets.ml.common import FEATURE_REGISTRY, ONLINE_FEATURES, PARTITIONS, spec_defaults
-from assets.ml.feature_definitions import ENTITIES, FEATURE_SERVICE, VIEWS, build_repo_objects
+from assets.ml.feature_definitions import (
+    ENTITIES,
+    EVENT_TIMESTAMP,
+    FEATURE_SERVICE,
+    VIEWS,
+    build_repo_objects,
+)
 from assets.ml.features import day_window
 from data_products.lib.feast_store import (
     feature_exports,
@@ -26,6 +32,7 @@ from data_products.lib.feast_store import (
     online_store_path,
     quiet_dask_joins,
     registry_path,
+    rows_in_reach,
 )
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
 from data_products.lib.settings import get_settings
@@ -64,12 +71,14 @@ def feature_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 def _parity_samples(
     days: list[date], start: datetime, end: datetime, *, seed: int
-) -> list[tuple[str, str, dict[str, datetime], list[str]]]:
+) -> tuple[list[tuple[str, str, dict[str, datetime], list[str]]], dict[str, pl.DataFrame]]:
     """Per view, up to ``PARITY_SAMPLE_PER_VIEW`` entity keys with rows in the run's window and
-    the timestamp of each one's newest row there (what ``materialize`` wrote online)."""
+    the timestamp of each one's newest row there (what ``materialize`` wrote online), and the
+    sampled keys' export rows in reach of those timestamps (all the offline join can pick)."""
     exports = feature_exports()
     rng = random.Random(seed)  # noqa: S311 - a reproducible sample, not a secret
     samples = []
+    rows_in_reach_by_view = {}
     for view in VIEWS:
         newest = (
             exports.read_days(view.dataset, days)
@@ -78,9 +87,18 @@ def _parity_samples(
             .agg(pl.col("event_timestamp").max())
             .sort(view.join_key)
         )
-        chosen = rng.sample(newest.rows(), min(newest.height, PARITY_SAMPLE_PER_VIEW))
-        samples.append((view.name, view.join_key, dict(chosen), list(view.features)))
-    return samples
+        chosen = dict(rng.sample(newest.rows(), min(newest.height, PARITY_SAMPLE_PER_VIEW)))
+        samples.append((view.name, view.join_key, chosen, list(view.features)))
+        reach = rows_in_reach(
+            pl.Series(list(chosen.values()), dtype=pl.Datetime("us", "UTC")), view.ttl
+        )
+        if reach is not None:
+            rows_in_reach_by_view[view.name] = (
+                exports.read_window(view.dataset, *reach)
+                .filter(pl.col(view.join_key).is_in(list(chosen)))
+                .select(view.join_key, EVENT_TIMESTAMP, *view.features)
+            )
+    return samples, rows_in_reach_by_view
 
 
 @dg.asset(
@@ -137,9 +155,8 @@ def online_features(
             "dagster/row_count": sum(entities_written.values()),
         }
     )
-    report = online_offline_parity(
-        store, _parity_samples(days, start, end, seed=days[-1].toordinal())
-    )
+    samples, rows = _parity_samples(days, start, end, seed=days[-1].toordinal())
+    report = online_offline_parity(store, samples, feature_rows=rows)
     yield dg.AssetCheckResult(
         check_name="online_offline_parity",
         passed=report.mismatch_rate <= PARITY_MAX_MISMATCH,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.ml.stalls import HANDLED_HEADER, RequestTimes, parse_handled
+
 
 @dataclass(frozen=True)
 class Latencies:
@@ -46,33 +48,52 @@ def time_calls(call: Callable[[int], object], count: int) -> Latencies:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A request's outcome, with the server's handler times when it reported them."""
+
+    ok: bool
+    handler_start: float | None = None
+    handler_end: float | None = None
+
+
+@dataclass(frozen=True)
 class PacedRun:
-    """An open-loop run: latency from each request's due time, and from its actual send."""
+    """An open-loop run: latency from each request's due time, and from its actual send, and
+    every request's times on the monotonic clock (for stall attribution)."""
 
     from_due: Latencies
     service: Latencies
     errors: int
     achieved_rate: float
+    requests: list[RequestTimes]
 
 
-async def paced(call: Callable[[int], Awaitable[bool]], *, rate: float, seconds: float) -> PacedRun:
-    """Start ``call(i)`` (True when the answer was right) at ``rate`` per second for
-    ``seconds``, each on schedule whether or not earlier ones have answered."""
+async def paced(
+    call: Callable[[int], Awaitable[bool | Answer]], *, rate: float, seconds: float
+) -> PacedRun:
+    """Start ``call(i)`` (True, or an ``Answer``, when the answer was right) at ``rate`` per
+    second for ``seconds``, each on schedule whether or not earlier ones have answered.
+
+    Times come from ``loop.time()``, which is ``time.monotonic()``: the clock the server's
+    ``x-handled`` header uses too."""
     total = int(rate * seconds)
     loop = asyncio.get_running_loop()
     start = loop.time()
     from_due: list[float] = []
     service: list[float] = []
+    requests: list[RequestTimes] = []
     errors = 0
 
     async def one(i: int, due: float) -> None:
         nonlocal errors
         sent = loop.time()
-        ok = await call(i)
+        outcome = await call(i)
         done = loop.time()
-        errors += not ok
+        answer = outcome if isinstance(outcome, Answer) else Answer(bool(outcome))
+        errors += not answer.ok
         from_due.append((done - due) * 1000)
         service.append((done - sent) * 1000)
+        requests.append(RequestTimes(due, sent, done, answer.handler_start, answer.handler_end))
 
     tasks = []
     for i in range(total):
@@ -83,7 +104,7 @@ async def paced(call: Callable[[int], Awaitable[bool]], *, rate: float, seconds:
         tasks.append(asyncio.create_task(one(i, due)))
     await asyncio.gather(*tasks)
     elapsed = loop.time() - start
-    return PacedRun(Latencies(from_due), Latencies(service), errors, total / elapsed)
+    return PacedRun(Latencies(from_due), Latencies(service), errors, total / elapsed, requests)
 
 
 class KeepAliveClient:
@@ -111,8 +132,9 @@ class KeepAliveClient:
             _, writer = self._idle.get_nowait()
             writer.close()
 
-    async def get(self, path: str) -> int:
-        """The response status (the body is read and dropped)."""
+    async def get(self, path: str) -> Answer:
+        """Whether the status was 200, with the server's handler times if it sent them (the
+        body is read and dropped)."""
         reader, writer = await self._idle.get()
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
@@ -124,7 +146,15 @@ class KeepAliveClient:
                 for line in lines[1:]
                 if line.lower().startswith("content-length:")
             )
+            handled = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in lines[1:]
+                    if line.lower().startswith(f"{HANDLED_HEADER}:")
+                ),
+                None,
+            )
             await reader.readexactly(length)
         finally:
             self._idle.put_nowait((reader, writer))
-        return status
+        return Answer(status == 200, *parse_handled(handled))

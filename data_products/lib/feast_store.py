@@ -21,17 +21,29 @@ So each view is joined on its own, for the distinct (key, timestamp) pairs whose
 the view's source only, and the result is joined back to every entity row (a pair Feast did not
 answer reads as nulls). The point-in-time logic itself (latest row at or before the timestamp,
 within the TTL) stays Feast's.
+
+A fourth trap is cost: the file store reads the view's whole source and merges every entity row
+with every feature row of its key before applying the TTL, so a month of entity rows against a
+year of hourly weather is 12 times the work of the same month against a month, and a year's
+training set, chunk by chunk, grows with the square of the year. :func:`point_in_time_features`
+therefore takes the view's rows that can possibly answer (``feature_rows``: the entity rows' time
+span widened by the TTL, :func:`rows_in_reach`), hands Feast's offline store a copy of the
+registered view whose source is just those rows, and leaves the join to Feast: rows outside
+``[earliest timestamp - TTL, latest timestamp]`` can never be picked by it, so the answer is the
+same and the work is bounded by the chunk.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +54,7 @@ from data_products.lib.keys import DatasetName, validate_column, validate_partit
 from data_products.lib.settings import REPO_ROOT, Settings, get_settings
 
 if TYPE_CHECKING:  # feast is imported where it is used: importing it costs 3.4 s
-    from feast import FeatureStore, RepoConfig
+    from feast import FeatureStore, FeatureView, RepoConfig
 
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 """The repository the ``feast`` CLI runs on: ``feast -c feature_repo apply``."""
@@ -167,6 +179,38 @@ class FeatureExports:
             )
         return pl.concat([pl.read_parquet(f) for f in present], how="vertical_relaxed")
 
+    def read_window(
+        self,
+        dataset: DatasetName,
+        start: datetime,
+        end: datetime,
+        *,
+        timestamp_column: str = "event_timestamp",
+    ) -> pl.DataFrame:
+        """Rows whose ``timestamp_column`` lies in ``[start, end]`` (tz-aware), reading only the
+        day files that can hold them. A day file holds one local day, which starts up to a day
+        away from the UTC date, so one day either side is read and the rows filtered exactly;
+        days never exported are skipped (the window may reach before the first day)."""
+        validate_column(timestamp_column, what=f"timestamp column of {dataset}")
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError(f"{dataset}: window {start}..{end} must be time-zone aware")
+        first, last = start.date() - timedelta(days=1), end.date() + timedelta(days=1)
+        files = [
+            path
+            for offset in range((last - first).days + 1)
+            if (path := self.day_file(dataset, first + timedelta(days=offset))).exists()
+        ]
+        if not files:
+            raise FileNotFoundError(
+                f"{dataset}: no export files for {first}..{last} under "
+                f"{self.directory(dataset)}: materialise it first"
+            )
+        return (
+            pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed")
+            .filter(pl.col(timestamp_column).is_between(start, end))
+            .sort(timestamp_column)
+        )
+
     def create_view(self, con: Any, dataset: DatasetName) -> None:
         """``<schema>.<name>`` in the warehouse over every day file (identifiers validated)."""
         pattern = str(self.directory(dataset) / "*.parquet").replace("'", "''")
@@ -185,6 +229,18 @@ def feature_exports(settings: Settings | None = None) -> FeatureExports:
 # Point-in-time join
 
 
+def rows_in_reach(timestamps: pl.Series, ttl: timedelta) -> tuple[datetime, datetime] | None:
+    """The span of feature rows a point-in-time join at ``timestamps`` can pick: from the
+    earliest timestamp minus the view's TTL to the latest (Feast takes rows at or before each
+    timestamp and no older than the TTL). None when there are no timestamps."""
+    known = timestamps.drop_nulls()
+    if known.is_empty():
+        return None
+    earliest, latest = known.min(), known.max()
+    assert isinstance(earliest, datetime) and isinstance(latest, datetime)
+    return earliest - ttl, latest
+
+
 def point_in_time_features(
     store: FeatureStore,
     entities: pl.DataFrame,
@@ -193,16 +249,25 @@ def point_in_time_features(
     join_key: str,
     features: Mapping[str, pl.DataType],
     timestamp_column: str,
+    feature_rows: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``entities`` with ``features`` (name → polars type) of ``view`` as of each row's
     ``timestamp_column``.
 
     One row out per row in, in the same order; nulls where the key is null or Feast found no
     row within the view's TTL at or before the timestamp.
+
+    ``feature_rows``: the view's source rows Feast may read instead of its whole registered
+    source; they must include every row in :func:`rows_in_reach` of the entity timestamps
+    (fewer rows change the answer, more only cost time). None reads the registered source.
     """
     validate_column(join_key, what="join key")
     validate_column(timestamp_column, what="timestamp column")
-    known_keys = _source_keys(store, view, join_key)
+    known_keys = (
+        _source_keys(store, view, join_key)
+        if feature_rows is None
+        else feature_rows[join_key].unique().to_list()
+    )
     pairs = (
         entities.select(join_key, timestamp_column)
         .filter(pl.col(join_key).is_in(known_keys))
@@ -216,10 +281,12 @@ def point_in_time_features(
     else:
         entity_df = pairs.rename({timestamp_column: "event_timestamp"}).to_pandas()
         entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+        refs = [f"{view}:{name}" for name in features]
         with quiet_dask_joins():
-            result = store.get_historical_features(
-                entity_df=entity_df, features=[f"{view}:{name}" for name in features]
-            ).to_df()
+            if feature_rows is None:
+                result = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+            else:
+                result = _join_on_rows(store, view, refs, entity_df, feature_rows)
         found = pl.from_pandas(result[[join_key, "event_timestamp", *features]]).rename(
             {"event_timestamp": timestamp_column}
         )
@@ -241,6 +308,51 @@ def point_in_time_features(
             "out (duplicate feature rows for one key and timestamp?)"
         )
     return joined
+
+
+def _join_on_rows(
+    store: FeatureStore,
+    view: str,
+    refs: list[str],
+    entity_df: pd.DataFrame,
+    feature_rows: pl.DataFrame,
+) -> pd.DataFrame:
+    """Feast's file offline store joining ``entity_df`` against ``feature_rows`` only.
+
+    The registered view is copied with a file source on a scratch Parquet file of the rows
+    (under the feature root, removed afterwards) and given to the offline store the project is
+    configured with, the same call ``FeatureStore.get_historical_features`` makes once it has
+    looked the view up in the registry. The registry itself is never changed, so concurrent
+    readers and the online store keep the real source.
+    """
+    from feast import FileSource
+    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    registered: FeatureView = store.get_feature_view(view)
+    source = registered.batch_source
+    scratch_root = Path(store.config.registry.path).parent / "scratch"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix=f"{view}-") as scratch:
+        rows_file = Path(scratch) / "rows.parquet"
+        feature_rows.write_parquet(rows_file)
+        bounded = copy.copy(registered)
+        bounded.batch_source = FileSource(
+            name=source.name,
+            path=str(rows_file),
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column,
+            field_mapping=source.field_mapping,
+        )
+        offline_store = get_offline_store_from_config(store.config.offline_store)
+        return offline_store.get_historical_features(
+            config=store.config,
+            feature_views=[bounded],
+            feature_refs=refs,
+            entity_df=entity_df,
+            registry=store.registry,
+            project=store.project,
+            full_feature_names=False,
+        ).to_df()
 
 
 def _source_keys(store: FeatureStore, view: str, join_key: str) -> list[str]:
@@ -286,6 +398,7 @@ def online_offline_parity(
     samples: Iterable[tuple[str, str, Mapping[str, datetime], Sequence[str]]],
     *,
     max_examples: int = 5,
+    feature_rows: Mapping[str, pl.DataFrame] | None = None,
 ) -> ParityReport:
     """Compare each sampled entity's online values with the offline point-in-time values as of
     the event timestamp of its newest row in the window just materialised.
@@ -295,6 +408,11 @@ def online_offline_parity(
     applying the view's TTL, while the offline join answers null past it, so a value older than
     the TTL at the window's end would read as a false mismatch. As of its own newest timestamp
     the offline join must return exactly the row ``materialize`` wrote online.
+
+    ``feature_rows`` (view → rows): as in :func:`point_in_time_features`, the rows Feast may read
+    for a view instead of its whole source; they must hold every sampled key's rows in reach of
+    its timestamp. Without them a year's source costs minutes for 100 keys (measured: 88 s for
+    the flight schedule), on every run, however few days it materialised.
     """
     compared = mismatched = 0
     per_view: dict[str, tuple[int, int]] = {}
@@ -313,14 +431,14 @@ def online_offline_parity(
                 "event_timestamp": pd.to_datetime([newest[k] for k in keys], utc=True),
             }
         )
+        refs = [f"{view}:{name}" for name in features]
+        rows = (feature_rows or {}).get(view)
         with quiet_dask_joins():
             offline = (
-                store.get_historical_features(
-                    entity_df=entity_df, features=[f"{view}:{name}" for name in features]
-                )
-                .to_df()
-                .set_index(join_key)
-            )
+                store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+                if rows is None
+                else _join_on_rows(store, view, refs, entity_df, rows)
+            ).set_index(join_key)
         view_mismatches = 0
         for i, key in enumerate(online[join_key]):
             differing = [

@@ -124,3 +124,46 @@ def test_model_is_versioned_by_content_and_reports_holdout_and_baseline(
             "SELECT count(*) FROM ml_gold.training_set WHERE partition_date = DATE '2013-01-04'"
         ).fetchone()
     assert holdout is not None and row["holdout_rows"] == holdout[0]
+
+
+def test_bounded_feature_rows_give_the_whole_sources_training_set(ml_domain: MlDomain) -> None:
+    # The asset hands Feast only each view's export rows within reach of a chunk; joining the
+    # same entity rows against every view's whole registered source must give the same rows.
+    from assets.ml.features import training_entities
+    from assets.ml.training import build_training_set
+    from data_products.lib.feast_store import feature_exports
+
+    flights = ml_domain.table(
+        "SELECT * FROM aviation_silver.flights WHERE flight_date BETWEEN '2013-01-03' AND "
+        "'2013-01-04'"
+    )
+    entities = training_entities(flights)
+    store = feature_store()
+    bounded = build_training_set(store, entities, feature_exports())
+    whole = build_training_set(store, entities)
+    assert bounded.height == entities.height > 1000
+    assert bounded.equals(whole)
+    # Not vacuous: rows from before the chunk are within reach and picked (aircraft that last
+    # flew on Jan 2 carry that departure into Jan 3's early flights).
+    chunk_start_s = int(day_start(date(2013, 1, 3)).timestamp())
+    assert (bounded["aircraft_known_at_s"] < chunk_start_s).sum() > 0
+
+
+def test_parity_reads_the_rows_in_reach_and_sees_a_changed_value(ml_domain: MlDomain) -> None:
+    # The check hands Feast only the sampled keys' rows in reach; they must be what is compared.
+    from datetime import timedelta
+
+    from assets.ml.features import day_window
+    from assets.ml.store import _parity_samples
+    from data_products.lib.feast_store import online_offline_parity
+
+    days = [date(2013, 1, 1) + timedelta(days=i) for i in range(4)]
+    samples, rows = _parity_samples(days, *day_window(days[0], days[-1]), seed=7)
+    store = feature_store()
+    same = online_offline_parity(store, samples, feature_rows=rows)
+    assert same.mismatched == 0 and same.compared > 100
+    shifted = rows["origin_delay"].with_columns(pl.col("origin_avg_dep_delay_7d") + 1.0)
+    changed = online_offline_parity(store, samples, feature_rows={**rows, "origin_delay": shifted})
+    assert changed.per_view["origin_delay"] == (3, 3)
+    assert changed.mismatched == 3
+    assert {e["features"][0] for e in changed.examples} == {"origin_avg_dep_delay_7d"}

@@ -5,7 +5,7 @@ on a deliberately leaky feature view."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +14,12 @@ from feast import FeatureStore
 
 from assets.ml.feature_definitions import VIEWS_BY_NAME, build_repo_objects
 from assets.ml.training import leakage_check, leakage_violations
-from data_products.lib.feast_store import feature_exports, feature_store, point_in_time_features
+from data_products.lib.feast_store import (
+    feature_exports,
+    feature_store,
+    point_in_time_features,
+    rows_in_reach,
+)
 
 ORIGIN = VIEWS_BY_NAME["origin_delay"]
 D1, D2 = date(2013, 1, 1), date(2013, 1, 2)
@@ -58,7 +63,9 @@ def _entities(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
     )
 
 
-def _join(store: FeatureStore, entities: pl.DataFrame) -> pl.DataFrame:
+def _join(
+    store: FeatureStore, entities: pl.DataFrame, feature_rows: pl.DataFrame | None = None
+) -> pl.DataFrame:
     return point_in_time_features(
         store,
         entities,
@@ -68,6 +75,7 @@ def _join(store: FeatureStore, entities: pl.DataFrame) -> pl.DataFrame:
             n: ORIGIN.polars_types[n] for n in ("origin_avg_dep_delay_7d", "origin_known_at_s")
         },
         timestamp_column="predict_at",
+        feature_rows=feature_rows,
     )
 
 
@@ -98,6 +106,61 @@ def test_values_are_as_of_each_row_and_rows_are_never_dropped(data_home: Path) -
     joined = _join(store, entities)
     assert joined["flight_id"].to_list() == entities["flight_id"].to_list()
     assert joined["origin_avg_dep_delay_7d"].to_list() == [None, 11.0, 11.0, 22.0, 22.0, None, None]
+
+
+def test_rows_in_reach_of_the_entities_give_the_same_answer(data_home: Path) -> None:
+    store = _store(
+        data_home,
+        _origin_rows(
+            [
+                ("JFK", "2013-01-01T05:00:00", 11.0, "2013-01-01T04:00:00"),
+                ("JFK", "2013-01-02T05:00:00", 22.0, "2013-01-02T04:00:00"),
+                ("EWR", "2013-01-02T05:30:00", 33.0, "2013-01-02T03:00:00"),
+            ]
+        ),
+    )
+    entities = _entities(
+        [
+            ("a", "JFK", "2013-01-02T04:59:59"),
+            ("b", "JFK", "2013-01-02T12:00:00"),
+            ("c", "EWR", "2013-01-02T05:29:59"),
+            ("d", "EWR", "2013-01-03T06:00:00"),
+        ]
+    )
+    reach = rows_in_reach(entities["predict_at"], ORIGIN.ttl)
+    assert reach == (_t("2013-01-02T04:59:59") - timedelta(days=2), _t("2013-01-03T06:00:00"))
+    in_reach = feature_exports().read_window(ORIGIN.dataset, *reach)
+    assert in_reach.height == 3
+    whole = _join(store, entities)
+    assert whole["origin_avg_dep_delay_7d"].to_list() == [11.0, 22.0, None, 33.0]
+    assert _join(store, entities, in_reach).equals(whole)
+    # The rows given are the rows Feast reads: without JFK's Jan 2 row, "b" falls back to Jan 1.
+    fewer = in_reach.filter(pl.col("origin_avg_dep_delay_7d") != 22.0)
+    bounded = _join(store, entities, fewer)
+    assert bounded["origin_avg_dep_delay_7d"].to_list() == [11.0, 11.0, None, 33.0]
+
+
+def test_a_window_reads_the_day_files_around_it_and_filters_exactly(data_home: Path) -> None:
+    _store(
+        data_home,
+        _origin_rows(
+            [
+                ("JFK", "2013-01-01T05:00:00", 1.0, "2013-01-01T04:00:00"),
+                ("JFK", "2013-01-02T02:00:00", 2.0, "2013-01-02T01:00:00"),
+                ("JFK", "2013-01-02T05:00:00", 3.0, "2013-01-02T04:00:00"),
+            ]
+        ),
+    )
+    window = feature_exports().read_window(
+        ORIGIN.dataset, _t("2013-01-02T01:00:00"), _t("2013-01-02T05:00:00")
+    )
+    assert window["origin_avg_dep_delay_7d"].to_list() == [2.0, 3.0]
+    with pytest.raises(ValueError, match="time-zone aware"):
+        feature_exports().read_window(ORIGIN.dataset, datetime(2013, 1, 2), datetime(2013, 1, 3))
+    with pytest.raises(FileNotFoundError, match="no export files"):
+        feature_exports().read_window(
+            ORIGIN.dataset, _t("2013-03-01T00:00:00"), _t("2013-03-02T00:00:00")
+        )
 
 
 def test_a_leaky_feature_view_fails_the_leakage_check(data_home: Path) -> None:
