@@ -233,6 +233,9 @@ def rows_in_reach(timestamps: pl.Series, ttl: timedelta) -> tuple[datetime, date
     """The span of feature rows a point-in-time join at ``timestamps`` can pick: from the
     earliest timestamp minus the view's TTL to the latest (Feast takes rows at or before each
     timestamp and no older than the TTL). None when there are no timestamps."""
+    if ttl <= timedelta(0):
+        # Feast reads a zero TTL as "no limit": every earlier row is in reach.
+        raise ValueError(f"TTL {ttl}: a view without a positive TTL reaches all of its history")
     known = timestamps.drop_nulls()
     if known.is_empty():
         return None
