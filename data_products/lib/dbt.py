@@ -49,6 +49,7 @@ from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import LAYERS, DatasetName, validate_identifier
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.range_metadata import last_partition_only
 from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
 
@@ -348,9 +349,25 @@ def _finished_events(invocation: DbtCliInvocation) -> Iterator[Any]:
         raise failure
 
 
-def _with_run_metadata(events: Iterator[Any], metadata: Mapping[str, Any]) -> Iterator[Any]:
+def _with_run_metadata(
+    events: Iterator[Any],
+    metadata: Mapping[str, Any],
+    context: dg.AssetExecutionContext,
+    keys: Sequence[str],
+) -> Iterator[Any]:
+    """The run's metadata on every model's output; in a range, the schema and column lineage
+    on the last day's event only (``range_metadata``)."""
     for event in events:
-        if isinstance(event, (dg.Output, dg.AssetMaterialization)):
+        if isinstance(event, dg.Output):
+            event = event.with_metadata(
+                last_partition_only(
+                    context,
+                    {**event.metadata, **metadata},
+                    asset_key=context.asset_key_for_output(event.output_name),
+                    partition_keys=keys,
+                )
+            )
+        elif isinstance(event, dg.AssetMaterialization):
             event = event.with_metadata({**event.metadata, **metadata})
         yield event
 
@@ -419,7 +436,7 @@ def domain_dbt_assets(
             else:
                 invocation = dbt.cli(args, context=context, target_path=target_path)
         try:
-            yield from _with_run_metadata(_finished_events(invocation), run_metadata)
+            yield from _with_run_metadata(_finished_events(invocation), run_metadata, context, keys)
         finally:
             release_warehouse(invocation)
 

@@ -17,6 +17,7 @@ from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import DatasetName
 from data_products.lib.landing import INGEST_COLUMNS, LandingRead, drop_files, read_landing
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.range_metadata import last_partition_only
 from data_products.lib.settings import get_settings
 from data_products.lib.tables import WriteResult
 from data_products.lib.tables.files import PartitionedFiles, lake_files
@@ -121,14 +122,19 @@ def bronze_landing_asset(
         context.log.info(f"{name} {partitions}: {files} file(s), {rows} rows")
         run_level = {k: v for k, v in written.metadata().items() if k != "dagster/row_count"}
         return dg.MaterializeResult(
-            metadata={
-                **run_level,
-                "rows_replaced": dg.MetadataValue.int(replaced),
-                "partition_range": partitions,
-                "partitions": partitions,
-                "run_rows": dg.MetadataValue.int(rows),
-                "run_files": dg.MetadataValue.int(files),
-            }
+            metadata=last_partition_only(
+                context,
+                {
+                    **run_level,
+                    "rows_replaced": dg.MetadataValue.int(replaced),
+                    "partition_range": partitions,
+                    "partitions": partitions,
+                    "run_rows": dg.MetadataValue.int(rows),
+                    "run_files": dg.MetadataValue.int(files),
+                },
+                asset_key=context.asset_key,
+                partition_keys=keys,
+            )
         )
 
     return _bronze

@@ -40,6 +40,7 @@ from data_products.lib.landing import read_csv_as_delivered
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
 from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
 from data_products.lib.quarantine import split
+from data_products.lib.range_metadata import add_day_counts, range_metadata
 from data_products.lib.settings import get_settings
 from data_products.lib.tables import (
     WriteResult,
@@ -129,6 +130,9 @@ class _Accumulated:
     checks: list[tuple[str, list[dg.AssetCheckResult]]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     last: tuple[WriteResult, WriteResult] | None = None
+    # Rows per daily key, for each day's own event (None: a snapshot, or keys are not days).
+    published_by_key: dict[str, int] | None = field(default_factory=dict)
+    quarantined_by_key: dict[str, int] | None = field(default_factory=dict)
 
     def timed(self, phase: str, started: float) -> None:
         self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
@@ -170,30 +174,63 @@ class _Accumulated:
         self.quarantined_rows += rejected.rows_written
         self.by_rule.update(result.quarantined_by_rule)
         self.last = (published, rejected)
+        if keys is not None:
+            self.published_by_key = add_day_counts(self.published_by_key, result.published, keys)
+            self.quarantined_by_key = add_day_counts(
+                self.quarantined_by_key, result.quarantined, keys
+            )
 
-    def results(self, partitions: str, *, chunks: int) -> Iterator[Any]:
+    def results(
+        self,
+        partitions: str,
+        *,
+        chunks: int,
+        context: dg.AssetExecutionContext | None = None,
+        keys: Sequence[str] = (),
+    ) -> Iterator[Any]:
+        """The run's results; with ``context`` and a range of ``keys``, each day's rows on its
+        own event and the table-level entries on the last day's (``range_metadata``)."""
         assert self.last is not None, "a run processes at least one chunk"
         published, rejected = self.last
+
+        def scoped(
+            key: dg.AssetKey, by_key: dict[str, int] | None, metadata: dict[str, Any]
+        ) -> dict[str, Any]:
+            if context is None:
+                return metadata
+            return range_metadata(context, keys, key, by_key, metadata)
+
         yield dg.MaterializeResult(
             asset_key=self.contract.key,
-            metadata={
-                **published.metadata(),
-                "dagster/row_count": dg.MetadataValue.int(self.published_rows),
-                "partitions": partitions,
-                "chunks": chunks,
-                "rows_in": self.rows_in,
-                "quarantined_rows": self.quarantined_rows,
-                "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
-                "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in self.timings.items()}),
-            },
+            metadata=scoped(
+                self.contract.key,
+                self.published_by_key,
+                {
+                    **published.metadata(),
+                    "dagster/row_count": dg.MetadataValue.int(self.published_rows),
+                    "partitions": partitions,
+                    "chunks": chunks,
+                    "rows_in": self.rows_in,
+                    "quarantined_rows": self.quarantined_rows,
+                    "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
+                    "timings": dg.MetadataValue.json(
+                        {k: round(v, 3) for k, v in self.timings.items()}
+                    ),
+                },
+            ),
         )
+        quarantine = self.contract.quarantine_dataset.asset_key
         yield dg.MaterializeResult(
-            asset_key=self.contract.quarantine_dataset.asset_key,
-            metadata={
-                **rejected.metadata(),
-                "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
-                "partitions": partitions,
-            },
+            asset_key=quarantine,
+            metadata=scoped(
+                quarantine,
+                self.quarantined_by_key,
+                {
+                    **rejected.metadata(),
+                    "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
+                    "partitions": partitions,
+                },
+            ),
         )
         yield from merge_check_results(self.checks, partitions=partitions)
 
@@ -361,6 +398,6 @@ def silver_with_references(
             f"{contract.dataset} {partitions}: {step.rows_in} in, {step.published_rows} "
             f"published, {step.quarantined_rows} quarantined"
         )
-        yield from step.results(partitions, chunks=len(chunks))
+        yield from step.results(partitions, chunks=len(chunks), context=context, keys=keys)
 
     return _silver

@@ -32,6 +32,7 @@ from data_products.lib.lineage.naming import REPLICAS_KEY
 from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
 from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
 from data_products.lib.quarantine import SplitResult, split
+from data_products.lib.range_metadata import add_day_counts, range_metadata
 from data_products.lib.settings import get_settings
 from data_products.lib.tables import (
     PartitionedFiles,
@@ -151,7 +152,7 @@ def silver_contract_assets(
         partitions = describe_keys(keys)
         for run in runs.values():
             context.log.info(f"{run.item.name} {partitions}: {run.summary()}")
-            yield from run.results(partitions, chunks=len(chunks))
+            yield from run.results(context, keys, chunks=len(chunks))
 
     return _silver
 
@@ -169,6 +170,9 @@ class _StageRun:
         self.timings: dict[str, float] = {}
         self.rows_in = self.published_rows = self.quarantined_rows = 0
         self.by_rule: Counter[str] = Counter()
+        # Rows per partition key, for each day's own event (None: keys are not days).
+        self.published_by_key: dict[str, int] | None = {}
+        self.quarantined_by_key: dict[str, int] | None = {}
         self.checks: list[tuple[str, list[dg.AssetCheckResult]]] = []
         self.last: tuple[WriteResult, WriteResult] | None = None
         self.iceberg: WriteResult | None = None
@@ -207,6 +211,8 @@ class _StageRun:
                 self.replicas.submit(self._replicate, lake, result.published, values)
             )
         self._count(result, published, rejected)
+        self.published_by_key = add_day_counts(self.published_by_key, result.published, chunk)
+        self.quarantined_by_key = add_day_counts(self.quarantined_by_key, result.quarantined, chunk)
         # Later stages of the same chunk read these by keyword.
         frames[item.name.name] = result.published
         frames[f"typed_{item.name.name}"] = typed
@@ -247,8 +253,11 @@ class _StageRun:
             f"{self.quarantined_rows} quarantined"
         )
 
-    def results(self, partitions: str, *, chunks: int) -> Iterator[Any]:
+    def results(
+        self, context: dg.AssetExecutionContext, keys: list[str], *, chunks: int
+    ) -> Iterator[Any]:
         assert self.last is not None, "a run has at least one chunk"
+        partitions = describe_keys(keys)
         published, rejected = self.last
         replicas: dict[str, Any] = {}
         if self.iceberg is not None:
@@ -259,27 +268,41 @@ class _StageRun:
             }
         yield dg.MaterializeResult(
             asset_key=self.item.name.asset_key,
-            metadata={
-                **published.metadata(),
-                **replicas,
-                "dagster/row_count": dg.MetadataValue.int(self.published_rows),
-                "partition_range": partitions,
-                "partitions": partitions,
-                "chunks": chunks,
-                "rows_in": self.rows_in,
-                "quarantined_rows": self.quarantined_rows,
-                "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
-                "timings": dg.MetadataValue.json({k: round(v, 3) for k, v in self.timings.items()}),
-            },
+            metadata=range_metadata(
+                context,
+                keys,
+                self.item.name.asset_key,
+                self.published_by_key,
+                {
+                    **published.metadata(),
+                    **replicas,
+                    "dagster/row_count": dg.MetadataValue.int(self.published_rows),
+                    "partition_range": partitions,
+                    "partitions": partitions,
+                    "chunks": chunks,
+                    "rows_in": self.rows_in,
+                    "quarantined_rows": self.quarantined_rows,
+                    "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
+                    "timings": dg.MetadataValue.json(
+                        {k: round(v, 3) for k, v in self.timings.items()}
+                    ),
+                },
+            ),
         )
         yield dg.MaterializeResult(
             asset_key=self.item.quarantine.asset_key,
-            metadata={
-                **rejected.metadata(),
-                "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
-                "partition_range": partitions,
-                "partitions": partitions,
-            },
+            metadata=range_metadata(
+                context,
+                keys,
+                self.item.quarantine.asset_key,
+                self.quarantined_by_key,
+                {
+                    **rejected.metadata(),
+                    "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
+                    "partition_range": partitions,
+                    "partitions": partitions,
+                },
+            ),
         )
         yield from merge_check_results(self.checks, partitions=partitions)
 

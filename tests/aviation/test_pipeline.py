@@ -145,6 +145,44 @@ def test_every_partition_is_recorded_with_its_own_rows_and_files(built: Material
             assert metadata["partition_range"].value == f"{START}...{END} (3 partitions)"
 
 
+def test_silver_days_carry_their_own_rows_and_the_last_day_the_schema(built: Materialised) -> None:
+    """Each day's silver event counts that day's published (or quarantined) rows, the run's total
+    is ``run_rows``, and the table's schema and column lineage go on the range's last day only,
+    the asset's latest materialisation (a year's run used to store 365 copies of them)."""
+    days = DAILY.get_partition_keys_in_range(dg.PartitionKeyRange(START, END))
+    for dataset in ("flights", "weather", "weather_quarantine", "flights_quarantine"):
+        key = dg.AssetKey(["aviation", "silver", dataset])
+        table = built.table(f"aviation_silver.{dataset}")
+        total = 0
+        for day in days:
+            metadata = (
+                built.instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+                )
+                .records[0]
+                .asset_materialization.metadata
+            )
+            rows = table.filter(pl.col("partition_date") == date.fromisoformat(day)).height
+            assert metadata["dagster/row_count"].value == rows, (dataset, day)
+            total += rows
+            assert metadata["run_rows"].value == table.height, (dataset, day)
+            assert ("dagster/column_schema" in metadata) == (day == END), (dataset, day)
+        assert total == table.height
+        latest = built.instance.fetch_materializations(key, limit=1).records[0]
+        assert latest.asset_materialization.partition == END
+    for mart in ("on_time_daily", "delay_propagation"):
+        key = dg.AssetKey(["aviation", "gold", mart])
+        for day in days:
+            metadata = (
+                built.instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+                )
+                .records[0]
+                .asset_materialization.metadata
+            )
+            assert ("dagster/column_lineage" in metadata) == (day == END), (mart, day)
+
+
 def test_silver_flights_hold_every_delivered_flight_cancelled_ones_included(
     built: Materialised, independent: pl.DataFrame
 ) -> None:
