@@ -98,10 +98,12 @@ def bronze_landing_asset(
         store = lake_files()
         rows = files = replaced = 0
         chunk: list[tuple[str, LandingRead]] = []
+        chunk_rows = 0
         with warehouse.connect() as con:
             for number, key in enumerate(keys, start=1):
                 read = read_landing(landing, domain, dataset, [key])
                 chunk.append((key, read))
+                chunk_rows += read.frame.height
                 files += len(read.files)
                 # Dagster writes one materialisation per partition of a range, each with the
                 # step's metadata: what differs per day (rows, the day's files) goes on that
@@ -113,11 +115,11 @@ def bronze_landing_asset(
                     },
                     partition_key=key,
                 )
-                if number == len(keys) or sum(r.frame.height for _, r in chunk) >= budget:
+                if number == len(keys) or chunk_rows >= budget:
                     written = _replace_days(store, con, name, chunk)
                     rows += written.rows_written
                     replaced += written.rows_replaced
-                    chunk = []
+                    chunk, chunk_rows = [], 0
         partitions = describe_keys(keys)
         context.log.info(f"{name} {partitions}: {files} file(s), {rows} rows")
         run_level = {k: v for k, v in written.metadata().items() if k != "dagster/row_count"}
