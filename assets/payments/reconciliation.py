@@ -144,6 +144,13 @@ def reconciliation(
                 check_name="no_breaks",
                 passed=not breaks,
                 severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    f"{len(breaks)} break(s) against the settlement file above {BREAK_PCT} % "
+                    f"variance, first: {sample[0]}"
+                    if breaks
+                    else f"ledger matches the settlement file within {BREAK_PCT} % "
+                    f"({describe_keys(keys)})"
+                ),
                 metadata={"breaks": len(breaks), "sample": sample},
             )
         ],
