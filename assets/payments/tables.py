@@ -134,7 +134,7 @@ the longest frame plus twice the allowed lateness (``prune_card_events`` keeps l
 def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".")
     row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
         [schema, table],
     ).fetchone()
     return bool(row and row[0])
