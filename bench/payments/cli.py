@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         "1 M every card pays 3 times a minute and the velocity rule flags a third of the "
         "stream)",
     )
-    parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
+    parser.add_argument(
+        "--max-batch", type=int, default=800_000, help="most records per batch (800,000)"
+    )
     parser.add_argument("--window-events", type=int, default=10_000_000)
     parser.add_argument(
         "--window-memory", default="4GB", help="DuckDB memory limit of the window job (4GB)"
