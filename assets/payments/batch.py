@@ -38,7 +38,7 @@ from assets.payments.records import (
 )
 from assets.payments.reference import ALLOWED_LATENESS_S
 from assets.payments.tables import BRONZE, LATE, QUARANTINE, SILVER, ensure_tables
-from assets.payments.windows import prune_card_events, recompute_features
+from assets.payments.windows import prune_card_events, recompute_features, store_features
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.microbatch import (
     STATE_SCHEMA,
@@ -340,6 +340,8 @@ def _write(
         con, batch_id=report.batch_id, alerted_at=now
     )
     lap = report.lap("alerts", lap)
+    store_features(con)
+    lap = report.lap("features", lap)
     report.ledger_entries = book_transactions(con, "_candidates", batch_id=report.batch_id)
     lap = report.lap("ledger", lap)
 

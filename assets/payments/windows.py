@@ -160,16 +160,16 @@ def prune_card_events(con: duckdb.DuckDBPyConnection, slowest_stream_time: datet
 def recompute_features(
     con: duckdb.DuckDBPyConnection, *, batch_id: str, computed_at: datetime
 ) -> int:
-    """Write the features of the new events in temp table ``_admitted`` (event_id, user_id,
-    event_time, amount, country: admitted, in silver, not yet in the window state), recompute
-    the older rows they touch, and add them to the window state.
+    """Compute the features of the new events in temp table ``_admitted`` (event_id, user_id,
+    event_time, amount, country: admitted, in silver, not yet in the window state) and of the
+    older rows they touch, into temp table ``_features``, and delete the stored versions of
+    those older rows. ``store_features`` then writes ``_features`` and the window state.
 
     Why the new events join the context from the batch's own table rather than from the state:
     read back from the state, the rows this transaction had just written were decompressed
     again, and telling them apart from older rows took a join with ``_admitted`` per path.
 
-    Returns the number of feature rows written (new events plus recomputed older ones). Leaves
-    temp tables ``_features`` (the rows written) and ``_context`` for the alert rules.
+    Returns the number of feature rows to write (new events plus recomputed older ones).
     """
     bounds = con.execute("SELECT min(event_time) FROM _admitted").fetchone()
     if bounds is None or bounds[0] is None:
@@ -242,13 +242,20 @@ def recompute_features(
                 WHERE f.event_id = n.event_id AND f.event_time >= $since""",
             {"since": since[0]},
         )
+    written = con.execute("SELECT count(*) FROM _features").fetchone()
+    return int(written[0]) if written else 0
+
+
+def store_features(con: duckdb.DuckDBPyConnection) -> None:
+    """Insert the rows ``recompute_features`` left in ``_features`` and add the batch's new
+    events to the window state. Apart from the computation so that the alert rules, run in
+    between, read the batch's rows from ``_features`` and only the older rows from the table:
+    reading back rows this transaction had just written decompressed them again."""
     con.execute(f"INSERT INTO {FEATURES.table} SELECT * FROM _features")
     con.execute(
         f"""INSERT INTO {CARD_EVENTS}
         SELECT card, event_time, amount, country, event_id FROM _new_events"""
     )
-    written = con.execute("SELECT count(*) FROM _features").fetchone()
-    return int(written[0]) if written else 0
 
 
 def full_features_sql(source: str) -> str:

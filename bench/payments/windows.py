@@ -78,7 +78,7 @@ def run_windows(
     import duckdb
 
     from assets.payments.tables import ensure_tables
-    from assets.payments.windows import recompute_features
+    from assets.payments.windows import recompute_features, store_features
 
     home.mkdir(parents=True, exist_ok=True)
     users = max(events // 50, 1)
@@ -103,6 +103,7 @@ def run_windows(
             "FROM payments_silver.transactions"
         )
         rows = recompute_features(con, batch_id="bench", computed_at=started)
+        store_features(con)
         con.commit()
         timings["platform_s"] = (datetime.now() - started).total_seconds()
     progress(f"platform path: {rows:,} feature rows in {timings['platform_s']:.1f} s")
