@@ -132,9 +132,10 @@ the longest frame plus twice the allowed lateness (``prune_card_events`` keeps l
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".")
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    """A binder lookup, not a catalog query: in a stream run, ``information_schema.tables`` (a
+    view over ``duckdb_tables()``, which sizes every table) cost about 0.1 CPU s per call."""
+    try:
+        con.execute(f"SELECT 1 FROM {qualified} LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True

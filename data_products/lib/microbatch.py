@@ -95,21 +95,18 @@ def committed_ends(
     con: duckdb.DuckDBPyConnection, consumer: str, topic: str, partitions: int
 ) -> dict[int, int]:
     """Next offset to consume per partition (0 for a partition never committed)."""
-    # duckdb_tables() rather than information_schema.tables: the latter is a view over every
-    # catalog object and took twice the CPU (1.2 against 0.6 ms), on every sensor tick.
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() "
-        "WHERE schema_name = ? AND table_name = 'committed_offsets'",
-        [STATE_SCHEMA],
-    ).fetchone()
     ends = dict.fromkeys(range(partitions), 0)
-    if not exists or not exists[0]:
+    # Asking the table itself rather than information_schema.tables (a view over
+    # duckdb_tables(), which sizes every table): that query cost about 0.1 CPU s as the first
+    # statement of a stream run.
+    try:
+        rows = con.execute(
+            f"SELECT partition, max(end_offset) FROM {STATE_SCHEMA}.committed_offsets "
+            "WHERE consumer = ? AND topic = ? GROUP BY partition",
+            [consumer, topic],
+        ).fetchall()
+    except duckdb.CatalogException:
         return ends
-    rows = con.execute(
-        f"SELECT partition, max(end_offset) FROM {STATE_SCHEMA}.committed_offsets "
-        "WHERE consumer = ? AND topic = ? GROUP BY partition",
-        [consumer, topic],
-    ).fetchall()
     ends.update({int(p): int(e) for p, e in rows})
     return ends
 
