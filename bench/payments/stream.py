@@ -38,20 +38,30 @@ def steady_state(
 ) -> dict[str, Any]:
     """Throughput once the stream runs: the slope of committed records between the first batch
     that finished after ``warmup_s`` and the last that finished by ``until_s`` (the producer's
-    end), and the largest lag in that span.
+    end), the slope of appended records over the same span (what was offered: committed plus
+    lag at each batch's end), and the largest lag in that span.
 
     Why next to records / elapsed: that ratio counts the start-up (imports, the first run) and
     the drain after the producer stopped, so even a consumer that keeps up with every batch
-    reports less than the offered rate (3.0 M records offered at 50,000/s for 60 s, lag never
-    above 5 s: 41,300/s). A consumer sustains a rate when, offered it, the committed records
-    grow at that rate and the lag stays bounded; that is what this measures."""
-    window = [b for b in batches if warmup_s < b["at_s"] <= until_s]
-    if len(window) < 2:
+    reports less than the offered rate (3.0 M records offered at 50,000/s for 60 s, lag about
+    5 s throughout: 41,328/s). And why the offered slope: on shared cores the producer itself
+    falls behind its schedule and catches up at the end, so a committed slope below 50,000/s
+    can be the producer's. A consumer sustains a rate when the committed slope equals the
+    offered one and the lag stays bounded."""
+    committed, marks = 0, []
+    for b in batches:
+        committed += b["records"]
+        if warmup_s < b["at_s"] <= until_s:
+            marks.append((b, committed))
+    if len(marks) < 2:
         return {"steady_state_records_per_s": None, "steady_state_window_s": None}
-    first, last = window[0], window[-1]
-    committed = sum(b["records"] for b in window[1:])
+    (first, first_committed), (last, last_committed) = marks[0], marks[-1]
+    span = last["at_s"] - first["at_s"]
+    offered = last_committed + last["lag_offsets"] - first_committed - first["lag_offsets"]
+    window = [b for b, _ in marks]
     return {
-        "steady_state_records_per_s": round(committed / (last["at_s"] - first["at_s"])),
+        "steady_state_records_per_s": round((last_committed - first_committed) / span),
+        "steady_state_offered_records_per_s": round(offered / span),
         "steady_state_window_s": [first["at_s"], last["at_s"]],
         "steady_state_batches": len(window) - 1,
         "steady_state_max_lag_s": max(b["lag_seconds"] for b in window),
@@ -71,6 +81,8 @@ def run_stream(
     rate: float,
     users: int,
     max_batch: int,
+    min_batch: int = 0,
+    max_wait_s: float = 0.0,
     clock: Clock,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -79,6 +91,8 @@ def run_stream(
         "DATA_PRODUCTS_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "DATA_PRODUCTS_PAYMENTS_STREAM_MAX_BATCH": str(max_batch),
+        "DATA_PRODUCTS_PAYMENTS_STREAM_MIN_BATCH": str(min_batch),
+        "DATA_PRODUCTS_PAYMENTS_STREAM_MAX_WAIT": str(max_wait_s),
     }
     os.environ.update(env)
     import dagster as dg
@@ -173,6 +187,8 @@ def run_stream(
         "target_rate": rate,
         "users": users,
         "max_batch": max_batch,
+        "min_batch": min_batch,
+        "max_wait_s": max_wait_s,
         "producer": produced,
         "records": records,
         "admitted": admitted,
