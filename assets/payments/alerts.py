@@ -92,9 +92,10 @@ def full_alerts_sql() -> str:
 def recompute_alerts(
     con: duckdb.DuckDBPyConnection, *, batch_id: str, alerted_at: datetime
 ) -> tuple[int, int]:
-    """Re-evaluate the rules where temp table ``_features`` changed features, and replace the
-    alerts of that scope (every touched card from one minute before its earliest rewritten
-    row: the forward look of ``velocity``).
+    """Re-evaluate the rules where temp table ``_features`` changed features (call between
+    ``recompute_features`` and ``store_features``), and replace the alerts of that scope
+    (every touched card from one minute before its earliest rewritten row: the forward look
+    of ``velocity``).
 
     Why the whole scope is replaced rather than only the alerts that changed: a diff against
     the stored alerts was built and measured (EXCEPT ALL over the scope, counts per window
@@ -114,13 +115,19 @@ def recompute_alerts(
     if bounds is None or bounds[0] is None:
         return 0, 0
     # Only the columns the rules read: the features table is wide (30 columns), and reading
-    # every one of them for the scope's rows was most of this step.
+    # every one of them for the scope's rows was most of this step. The batch's rows come from
+    # ``_features`` (not yet stored: see ``store_features``), the older ones from the table.
+    columns = (
+        "event_id, user_id, event_time, amount, country, count_1m, zscore_1h, "
+        "history_mean_1h, prev_event_time, prev_country, country_seen_1h"
+    )
+    stored = ", ".join(f"f.{c.strip()}" for c in columns.split(","))
     scored = f"""(
         SELECT *, max(count_1m) OVER (PARTITION BY user_id ORDER BY event_time
                 RANGE BETWEEN CURRENT ROW AND INTERVAL 1 MINUTE FOLLOWING) AS burst_count
-        FROM (SELECT f.event_id, f.user_id, f.event_time, f.amount, f.country, f.count_1m,
-                     f.zscore_1h, f.history_mean_1h, f.prev_event_time, f.prev_country,
-                     f.country_seen_1h
+        FROM (SELECT {columns} FROM _features
+              UNION ALL
+              SELECT {stored}
               FROM {FEATURES.table} f JOIN _alert_scope s ON f.user_id = s.user_id
               WHERE f.event_time >= s.since AND f.event_time >= $since))"""
     con.execute(

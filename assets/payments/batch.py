@@ -38,7 +38,7 @@ from assets.payments.records import (
 )
 from assets.payments.reference import ALLOWED_LATENESS_S
 from assets.payments.tables import BRONZE, LATE, QUARANTINE, SILVER, ensure_tables
-from assets.payments.windows import prune_card_events, recompute_features, remember_events
+from assets.payments.windows import prune_card_events, recompute_features, store_features
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.microbatch import (
     STATE_SCHEMA,
@@ -316,10 +316,10 @@ def _write(
                epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
     ).fetchone()
     report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
-    remember_events(con, "(SELECT * FROM _candidates WHERE NOT is_late)")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _admitted AS
-           SELECT event_id, user_id, event_time FROM _candidates WHERE NOT is_late"""
+           SELECT event_id, user_id, event_time, amount, country
+           FROM _candidates WHERE NOT is_late"""
     )
     counts = con.execute(
         """SELECT count(*) FILTER (WHERE NOT is_late), count(*) FILTER (WHERE is_late),
@@ -340,6 +340,8 @@ def _write(
         con, batch_id=report.batch_id, alerted_at=now
     )
     lap = report.lap("alerts", lap)
+    store_features(con)
+    lap = report.lap("features", lap)
     report.ledger_entries = book_transactions(con, "_candidates", batch_id=report.batch_id)
     lap = report.lap("ledger", lap)
 

@@ -132,9 +132,9 @@ the longest frame plus twice the allowed lateness (``prune_card_events`` keeps l
 
 
 def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, table = qualified.split(".")
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
+    """A binder lookup of the one table, not a query over the whole catalog."""
+    try:
+        con.execute(f"SELECT 1 FROM {qualified} LIMIT 0")
+    except duckdb.CatalogException:
+        return False
+    return True

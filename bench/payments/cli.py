@@ -34,7 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         "1 M every card pays 3 times a minute and the velocity rule flags a third of the "
         "stream)",
     )
-    parser.add_argument("--max-batch", type=int, default=400_000, help="records per batch")
+    parser.add_argument(
+        "--max-batch", type=int, default=800_000, help="most records per batch (800,000)"
+    )
+    parser.add_argument(
+        "--min-batch",
+        type=int,
+        default=400_000,
+        help="stream: request a run once this many records wait (400,000; 0: at once) ...",
+    )
+    parser.add_argument(
+        "--max-wait", type=float, default=10.0, help="... or once the oldest waited this (10 s)"
+    )
     parser.add_argument("--window-events", type=int, default=10_000_000)
     parser.add_argument(
         "--window-memory", default="4GB", help="DuckDB memory limit of the window job (4GB)"
@@ -63,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             users=args.users,
             max_batch=args.max_batch,
+            min_batch=args.min_batch,
+            max_wait_s=args.max_wait,
             clock=clock,
             progress=_progress,
         )

@@ -78,7 +78,7 @@ def run_windows(
     import duckdb
 
     from assets.payments.tables import ensure_tables
-    from assets.payments.windows import recompute_features, remember_events
+    from assets.payments.windows import recompute_features, store_features
 
     home.mkdir(parents=True, exist_ok=True)
     users = max(events // 50, 1)
@@ -92,18 +92,18 @@ def run_windows(
     timings: dict[str, float] = {}
     with clock.phase("windows: generate events"):
         con.execute(GENERATE, {"users": users, "events": events})
-    with clock.phase("windows: window state (part of a batch's silver step)"):
-        started = datetime.now()
-        remember_events(con, "payments_silver.transactions")
-        timings["state_s"] = (datetime.now() - started).total_seconds()
     with clock.phase("windows: platform incremental path"):
+        # The window state is written by the platform path itself (after reading it), so its
+        # insert is part of the platform's time.
         started = datetime.now()
         con.begin()
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _admitted AS "
-            "SELECT event_id, user_id, event_time FROM payments_silver.transactions"
+            "SELECT event_id, user_id, event_time, amount, country "
+            "FROM payments_silver.transactions"
         )
         rows = recompute_features(con, batch_id="bench", computed_at=started)
+        store_features(con)
         con.commit()
         timings["platform_s"] = (datetime.now() - started).total_seconds()
     progress(f"platform path: {rows:,} feature rows in {timings['platform_s']:.1f} s")
@@ -138,7 +138,6 @@ def run_windows(
         "users": users,
         "memory_limit": memory_limit,
         "platform_s": round(timings["platform_s"], 2),
-        "state_insert_s": round(timings["state_s"], 2),
         "hand_written_s": round(timings["hand_written_s"], 2),
         "platform_over_hand_written": round(timings["platform_s"] / timings["hand_written_s"], 2),
         "platform_events_per_s": round(events / timings["platform_s"]),

@@ -31,8 +31,12 @@ def consumed(
     request: pytest.FixtureRequest, data_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[duckdb.DuckDBPyConnection, pl.DataFrame, list]:
     """The small stream consumed in batches of 250, with either evaluation strategy forced."""
-    share = {"auto": windows.WINDOW_PATH_SHARE, "window functions": 0.0, "range join": 1e18}
-    monkeypatch.setattr(windows, "WINDOW_PATH_SHARE", share[request.param])
+    pairs = {
+        "auto": windows.JOIN_PAIRS_PER_CONTEXT_ROW,
+        "window functions": -1.0,
+        "range join": 1e18,
+    }
+    monkeypatch.setattr(windows, "JOIN_PAIRS_PER_CONTEXT_ROW", pairs[request.param])
     log, stream = produce_small()
     con = duckdb.connect(str(get_settings().warehouse_path))
     reports = drain(con, log, batch=250)
