@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from assets.payments.alerts import recompute_alerts
+from assets.payments.alerts import recompute_alerts, store_alerts
 from assets.payments.ledger import book_transactions
 from assets.payments.records import (
     PARSE_ERROR,
@@ -38,7 +38,12 @@ from assets.payments.records import (
 )
 from assets.payments.reference import ALLOWED_LATENESS_S
 from assets.payments.tables import BRONZE, LATE, QUARANTINE, SILVER, ensure_tables
-from assets.payments.windows import prune_card_events, recompute_features, store_features
+from assets.payments.windows import (
+    delete_rewritten_features,
+    prune_card_events,
+    recompute_features,
+    store_features,
+)
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.microbatch import (
     STATE_SCHEMA,
@@ -185,7 +190,18 @@ def process_batch(
     consumer: str,
     batch_id: str,
 ) -> BatchReport:
-    """Run one batch to commit (or roll back). See the module docstring for the steps."""
+    """Run one batch to commit (or roll back). See the module docstring for the steps.
+
+    Two phases. First everything is computed into temp tables, outside any transaction and
+    writing nothing to the warehouse; then one transaction writes every sink and commits the
+    offsets. Why not all in the transaction: DuckDB 1.5 sizes a table scan's parallelism by
+    the table's committed rows, so a temp table created inside a running transaction is
+    scanned by one thread, and every statement of the batch reads one. On two cores that made
+    most of the batch single-threaded. Splitting is safe because the only writer of these
+    tables is this consumer, and every one of its batches commits its offsets: if another
+    batch committed between the two phases, ``commit_ranges`` finds the committed end moved
+    and the transaction rolls back, so a batch computed from stale state never lands.
+    """
     started = time.perf_counter()
     cpu_started = time.process_time()
     report = BatchReport(batch_id=batch_id)
@@ -193,20 +209,28 @@ def process_batch(
     # Nothing here depends on the order of unordered results (every insert that wants an order
     # says ORDER BY), and keeping it costs DuckDB its parallel sinks and extra buffering.
     con.execute("SET preserve_insertion_order = false")
-    con.begin()
+    todo = resolve_ranges(requested, committed_ends(con, consumer, log.topic, log.partitions))
+    frame, report.ranges, packed = read_ranges(log, todo)
+    lap = report.lap("read", started)
+    batch: _Prepared | None = None
     try:
-        todo = resolve_ranges(requested, committed_ends(con, consumer, log.topic, log.partitions))
-        frame, report.ranges, packed = read_ranges(log, todo)
-        lap = report.lap("read", started)
         if report.ranges:
-            _write(con, frame, packed, report, consumer=consumer, topic=log.topic)
+            batch = _prepare(con, frame, report, consumer=consumer, topic=log.topic)
             lap = time.perf_counter()
-            commit_ranges(con, consumer, log.topic, report.ranges, batch_id)
-        con.commit()
+        con.begin()
+        try:
+            if batch is not None:
+                _write(con, batch, packed, report, consumer=consumer, topic=log.topic)
+                lap = time.perf_counter()
+                commit_ranges(con, consumer, log.topic, report.ranges, batch_id)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
         report.lap("commit", lap)
-    except BaseException:
-        con.rollback()
-        raise
+    finally:
+        if batch is not None:
+            con.unregister("_batch")
     committed_at = time.time()
     if report._event_time_quantiles:
         p50, p05 = report._event_time_quantiles
@@ -216,6 +240,15 @@ def process_batch(
     # more about the neighbours than about the batch.
     report.cpu_seconds = time.process_time() - cpu_started
     return report
+
+
+@dataclass
+class _Prepared:
+    """What the write phase needs besides the temp tables the prepare phase left."""
+
+    frame: pl.DataFrame
+    now: datetime
+    prior: dict[int, datetime]
 
 
 def _quarantine(
@@ -250,15 +283,18 @@ def _quarantine(
     return (int(inserted[0]) if inserted else 0), per_rule
 
 
-def _write(
+def _prepare(
     con: duckdb.DuckDBPyConnection,
     raw: pl.DataFrame,
-    packed: PackedRecords,
     report: BatchReport,
     *,
     consumer: str,
     topic: str,
-) -> None:
+) -> _Prepared:
+    """The compute phase: classify the records and leave, as temp tables, the candidates
+    (``_candidates``: valid first deliveries no earlier batch stored), the admitted events
+    (``_admitted``) and the features to write (``_features``, ``_rewritten``, ``_new_events``).
+    Reads the warehouse, writes nothing to it."""
     now = datetime.now(UTC).replace(tzinfo=None)
     prior = dict(
         con.execute(
@@ -272,19 +308,6 @@ def _write(
     report.records = frame.height
     lap = report.lap("classify", lap)
     con.register("_batch", frame.drop(PARSE_ERROR).to_arrow())
-    bronze = con.execute(
-        f"""INSERT INTO {BRONZE.table}
-        SELECT event_id, user_id, merchant_id, amount, currency, country, device_id, event_time,
-               date_trunc('hour', event_ts), log_partition, log_offset, log_appended_at,
-               $batch_id, $now
-        FROM _batch""",
-        {"batch_id": report.batch_id, "now": now},
-    ).fetchone()
-    report.bronze_rows = int(bronze[0]) if bronze else 0
-    lap = report.lap("bronze", lap)
-    report.quarantined, report.quarantine_rules = _quarantine(
-        con, frame, packed, batch_id=report.batch_id, now=now
-    )
     # Candidates: valid first deliveries in this batch that no earlier batch stored.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _candidates AS
@@ -301,21 +324,6 @@ def _write(
         FROM firsts ANTI JOIN stored USING (event_id)""",
         {"batch_id": report.batch_id, "now": now},
     )
-    columns = (
-        "event_id, user_id, merchant_id, amount, currency, country, device_id, event_time, "
-        "event_hour, log_partition, log_offset, batch_id, ingested_at"
-    )
-    # No ORDER BY: rows keep log order, which follows event time closely enough for the
-    # event_time min/max of each row group (zone maps) to skip older batches in the
-    # span-bounded reads of later batches (dedup, window context).
-    admitted = con.execute(
-        f"INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late"
-    ).fetchone()
-    late = con.execute(
-        f"""INSERT INTO {LATE.table} SELECT {columns}, stream_time,
-               epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
-    ).fetchone()
-    report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _admitted AS
            SELECT event_id, user_id, event_time, amount, country
@@ -333,15 +341,67 @@ def _write(
     valid = int(frame["is_valid"].sum())
     report.duplicates = valid - report.admitted - report.late
     lap = report.lap("silver", lap)
-
     report.feature_rows = recompute_features(con, batch_id=report.batch_id, computed_at=now)
     lap = report.lap("features", lap)
-    report.alerts_standing, report.alerts_changed = recompute_alerts(
-        con, batch_id=report.batch_id, alerted_at=now
+    # Event-time quantiles now, latencies at commit: the 95th latency percentile is the 5th
+    # event-time percentile, measured against the moment the features became visible.
+    quantiles = con.execute(
+        "SELECT quantile_cont(epoch(event_time), [0.5, 0.05]) FROM _admitted"
+    ).fetchone()
+    if quantiles and quantiles[0]:
+        report._event_time_quantiles = [float(x) for x in quantiles[0]]
+    report.lap("state", lap)
+    return _Prepared(frame=frame, now=now, prior=prior)
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    batch: _Prepared,
+    packed: PackedRecords,
+    report: BatchReport,
+    *,
+    consumer: str,
+    topic: str,
+) -> None:
+    """The write phase, inside the batch's transaction: every sink from the temp tables
+    ``_prepare`` left, and the partitions' stream times."""
+    frame, now, prior = batch.frame, batch.now, batch.prior
+    lap = time.perf_counter()
+    bronze = con.execute(
+        f"""INSERT INTO {BRONZE.table}
+        SELECT event_id, user_id, merchant_id, amount, currency, country, device_id, event_time,
+               date_trunc('hour', event_ts), log_partition, log_offset, log_appended_at,
+               $batch_id, $now
+        FROM _batch""",
+        {"batch_id": report.batch_id, "now": now},
+    ).fetchone()
+    report.bronze_rows = int(bronze[0]) if bronze else 0
+    lap = report.lap("bronze", lap)
+    report.quarantined, report.quarantine_rules = _quarantine(
+        con, frame, packed, batch_id=report.batch_id, now=now
     )
-    lap = report.lap("alerts", lap)
+    columns = (
+        "event_id, user_id, merchant_id, amount, currency, country, device_id, event_time, "
+        "event_hour, log_partition, log_offset, batch_id, ingested_at"
+    )
+    # ORDER BY event_time: the event_time min/max of each row group (zone maps) then skip
+    # older batches in the span-bounded reads of later batches (dedup, the uniqueness check).
+    admitted = con.execute(
+        f"""INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late
+            ORDER BY event_time"""
+    ).fetchone()
+    late = con.execute(
+        f"""INSERT INTO {LATE.table} SELECT {columns}, stream_time,
+               epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
+    ).fetchone()
+    report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
+    lap = report.lap("silver", lap)
+    delete_rewritten_features(con)
     store_features(con)
     lap = report.lap("features", lap)
+    recompute_alerts(con, batch_id=report.batch_id, alerted_at=batch.now)
+    report.alerts_standing, report.alerts_changed = store_alerts(con)
+    lap = report.lap("alerts", lap)
     report.ledger_entries = book_transactions(con, "_candidates", batch_id=report.batch_id)
     lap = report.lap("ledger", lap)
 
@@ -362,12 +422,4 @@ def _write(
     if latest:
         # Every partition's stream time, this batch's included: the slowest bounds the state.
         prune_card_events(con, min(latest.values()))
-    # Event-time quantiles now, latencies at commit: the 95th latency percentile is the 5th
-    # event-time percentile, measured against the moment the features became visible.
-    quantiles = con.execute(
-        "SELECT quantile_cont(epoch(event_time), [0.5, 0.05]) FROM _admitted"
-    ).fetchone()
-    if quantiles and quantiles[0]:
-        report._event_time_quantiles = [float(x) for x in quantiles[0]]
-    con.unregister("_batch")
     report.lap("state", lap)

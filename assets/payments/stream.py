@@ -325,7 +325,7 @@ def _checks(
     else:
         yield from _batch_checks(con, report)
     yield _precision_recall(con, report)
-    balance = balance_report(con, scope=None if report.replayed else "_entries")
+    balance = balance_report(con, batch_id=None if report.replayed else report.batch_id)
     yield dg.AssetCheckResult(
         asset_key=LEDGER.asset_key,
         check_name="balanced",

@@ -161,9 +161,11 @@ def recompute_features(
     con: duckdb.DuckDBPyConnection, *, batch_id: str, computed_at: datetime
 ) -> int:
     """Compute the features of the new events in temp table ``_admitted`` (event_id, user_id,
-    event_time, amount, country: admitted, in silver, not yet in the window state) and of the
-    older rows they touch, into temp table ``_features``, and delete the stored versions of
-    those older rows. ``store_features`` then writes ``_features`` and the window state.
+    event_time, amount, country: admitted, not yet in the window state) and of the older rows
+    they touch, into temp table ``_features``, and the older rows' ids into ``_rewritten``.
+    Writes nothing: ``delete_rewritten_features`` and ``store_features`` replace the stored
+    rows and add to the window state.
+    Call it before the batch's transaction begins (see ``batch.process_batch`` on why).
 
     Why the new events join the context from the batch's own table rather than from the state:
     read back from the state, the rows this transaction had just written were decompressed
@@ -174,6 +176,11 @@ def recompute_features(
     bounds = con.execute("SELECT min(event_time) FROM _admitted").fetchone()
     if bounds is None or bounds[0] is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _features AS FROM {FEATURES.table} LIMIT 0")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _rewritten AS
+               SELECT event_id, event_time FROM {FEATURES.table} LIMIT 0"""
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_events AS FROM {CARD_EVENTS} LIMIT 0")
         return 0
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _new_events AS
@@ -228,33 +235,40 @@ def recompute_features(
         {"computed_at": computed_at, "batch_id": batch_id},
     )
     # Only recomputed older rows have a stored version to replace (the batch's own events are
-    # new): deleting by those alone keeps the probe of the stored features (cold, text ids)
-    # to the span the late events reach back to, and skips it when there are none.
+    # new): ``store_features`` deletes by those alone.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _rewritten AS
            SELECT event_id, event_time FROM _raw WHERE NOT is_new"""
     )
+    written = con.execute("SELECT count(*) FROM _features").fetchone()
+    return int(written[0]) if written else 0
+
+
+def delete_rewritten_features(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete the stored versions of the older rows ``recompute_features`` recomputed
+    (``_rewritten``); in the batch's transaction, before ``store_features``."""
     since = con.execute("SELECT min(event_time) FROM _rewritten").fetchone()
     if since is not None and since[0] is not None:
-        # The event_time bound lets DuckDB skip older row groups by their min/max (zone maps).
+        # Deleting by the recomputed older rows alone keeps the probe of the stored features
+        # (cold, text ids) to the span the late events reach back to; the event_time bound
+        # lets DuckDB skip older row groups by their min/max (zone maps).
         con.execute(
             f"""DELETE FROM {FEATURES.table} f USING _rewritten n
                 WHERE f.event_id = n.event_id AND f.event_time >= $since""",
             {"since": since[0]},
         )
-    written = con.execute("SELECT count(*) FROM _features").fetchone()
-    return int(written[0]) if written else 0
 
 
 def store_features(con: duckdb.DuckDBPyConnection) -> None:
-    """Insert the rows ``recompute_features`` left in ``_features`` and add the batch's new
-    events to the window state. Apart from the computation so that the alert rules, run in
-    between, read the batch's rows from ``_features`` and only the older rows from the table:
-    reading back rows this transaction had just written decompressed them again."""
-    con.execute(f"INSERT INTO {FEATURES.table} SELECT * FROM _features")
+    """Insert ``_features`` (after ``delete_rewritten_features``) and add the batch's new events
+    to the window state: the feature writes of the batch's transaction."""
+    # ORDER BY event_time: row groups by event time let the event_time bounds of later reads
+    # (the rewrite's delete, the alert scope, the state's context and prune) skip the rest.
+    con.execute(f"INSERT INTO {FEATURES.table} SELECT * FROM _features ORDER BY event_time")
     con.execute(
         f"""INSERT INTO {CARD_EVENTS}
-        SELECT card, event_time, amount, country, event_id FROM _new_events"""
+        SELECT card, event_time, amount, country, event_id FROM _new_events
+        ORDER BY event_time"""
     )
 
 

@@ -60,7 +60,7 @@ def test_resends_and_replays_never_double_count(data_home: Path, reference) -> N
         assert set(tables["late"]["event_id"]) == expected_late_ids(stream.events, log.partitions)
         assert tables["late"].height > 0
         assert tables["ledger"].height == 3 * distinct
-        balance = balance_report(con, scope=None)
+        balance = balance_report(con, batch_id=None)
         assert balance["total_balanced"] and balance["unbalanced_in_scope"] == 0
     # Batches of 300 and one big batch: identical tables (decisions follow the log order only).
     for name, frame in expected.items():

@@ -49,7 +49,7 @@ def test_fraud_alerts_meet_precision_and_recall_targets(demo_stream) -> None:
 
 
 def test_ledger_balances_and_books_late_events_too(demo_stream) -> None:
-    report = balance_report(demo_stream, scope=None)
+    report = balance_report(demo_stream, batch_id=None)
     assert report["total_balanced"] and report["unbalanced_in_scope"] == 0
     assert report["control_totals_match"], "the carried totals equal the ledger's sums"
     counts = demo_stream.execute(
@@ -69,7 +69,7 @@ def test_an_entry_written_outside_a_batch_unbalances_the_ledger(demo_stream) -> 
                   booking_date, event_time, 'manual'
            FROM payments_gold.ledger WHERE entry_no = 1 ORDER BY event_id LIMIT 1"""
     )
-    report = balance_report(demo_stream, scope=None)
+    report = balance_report(demo_stream, batch_id=None)
     assert report["unbalanced_in_scope"] == 1
     assert not report["total_balanced"] and not report["control_totals_match"]
 
