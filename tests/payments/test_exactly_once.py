@@ -143,3 +143,51 @@ def test_a_failure_before_the_commit_leaves_nothing_behind(
         tables = snapshot(con)
     for name, frame in expected.items():
         assert_frame_equal(tables[name], frame, check_exact=False, rel_tol=1e-9)
+
+
+def test_a_batch_computed_before_another_committed_never_lands(
+    data_home: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is computed before its transaction (``batch.process_batch``). If another
+    consumer commits the same offsets in between, the late one must roll back whole: its
+    features and dedup came from state that has since moved."""
+    expected, _ = reference
+    log, _ = produce_small(LATE_STREAM)
+    import assets.payments.batch as batch_module
+
+    prepare = batch_module._prepare
+    with _connect() as con:
+        for n in range(2):  # some history first, so the racing batches read real state
+            ranges = plan_batch(
+                committed_ends(con, CONSUMER, log.topic, log.partitions), log.end_offsets(), 400
+            )
+            process_batch(con, log, ranges, consumer=CONSUMER, batch_id=f"ok{n}")
+        ranges = plan_batch(
+            committed_ends(con, CONSUMER, log.topic, log.partitions), log.end_offsets(), 600
+        )
+
+    raced: list[str] = []
+
+    def prepare_then_lose_the_race(con: duckdb.DuckDBPyConnection, *args, **kwargs):
+        prepared = prepare(con, *args, **kwargs)
+        if not raced:  # the rival runs the real thing, once
+            raced.append("rival")
+            with con.cursor() as rival:  # another connection to the same warehouse
+                process_batch(rival, log, ranges, consumer=CONSUMER, batch_id="rival")
+        return prepared
+
+    with _connect() as con:
+        before = committed_ends(con, CONSUMER, log.topic, log.partitions)
+        with monkeypatch.context() as m:
+            m.setattr(batch_module, "_prepare", prepare_then_lose_the_race)
+            with pytest.raises(BatchError, match="does not start at the committed end"):
+                process_batch(con, log, ranges, consumer=CONSUMER, batch_id="late")
+        after = committed_ends(con, CONSUMER, log.topic, log.partitions)
+        assert sum(after.values()) - sum(before.values()) == sum(r.size for r in ranges)
+        assert con.execute(
+            "SELECT count(*) FROM payments_silver.transactions WHERE batch_id = 'late'"
+        ).fetchone() == (0,)
+        drain(con, log, batch=500)
+        tables = snapshot(con)
+    for name, frame in expected.items():
+        assert_frame_equal(tables[name], frame, check_exact=False, rel_tol=1e-9)
