@@ -51,6 +51,7 @@ from data_products.lib.microbatch import (
     committed_ends,
     resolve_ranges,
 )
+from data_products.lib.tables import parallel_scan
 
 
 @dataclass
@@ -143,6 +144,20 @@ def read_ranges(
         _record=pl.int_range(pl.len(), dtype=pl.Int64),
     )
     return frame, read, packed
+
+
+def stored_ids_sql(lo: str, hi: str) -> str:
+    """The event ids stored in silver and late_events with event time in [``lo``, ``hi``]
+    (SQL expressions: bound parameters or literals, never a column of a joined table).
+
+    Why the bounds must be constants of the statement: as a one-row CTE cross-joined with the
+    tables (``FROM silver, span WHERE event_time BETWEEN lo AND hi``), DuckDB 1.5 still pruned
+    row groups, but evaluated the bounds as a join: the dedup and the uniqueness check each
+    took twice as long (0.80 and 0.98 s vs 0.38 and 0.49 s over a 5-minute span of 15.7 M
+    rows, warm; 1.5 s cold for the check)."""
+    return f"""SELECT event_id FROM {SILVER.table} WHERE event_time BETWEEN {lo} AND {hi}
+            UNION ALL
+            SELECT event_id FROM {LATE.table} WHERE event_time BETWEEN {lo} AND {hi}"""
 
 
 def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.DataFrame:
@@ -307,22 +322,21 @@ def _prepare(
     frame = classify(raw, prior)
     report.records = frame.height
     lap = report.lap("classify", lap)
-    con.register("_batch", frame.drop(PARSE_ERROR).to_arrow())
+    con.register("_batch", parallel_scan(frame.drop(PARSE_ERROR).to_arrow()))
     # Candidates: valid first deliveries in this batch that no earlier batch stored.
+    span = frame.filter(pl.col("is_valid") & pl.col("is_first")).select(
+        lo=pl.col("event_ts").min(), hi=pl.col("event_ts").max()
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _candidates AS
         WITH firsts AS (SELECT * FROM _batch WHERE is_valid AND is_first),
-        span AS (SELECT min(event_ts) AS lo, max(event_ts) AS hi FROM firsts),
-        stored AS (
-            SELECT event_id FROM {SILVER.table}, span WHERE event_time BETWEEN lo AND hi
-            UNION ALL
-            SELECT event_id FROM {LATE.table}, span WHERE event_time BETWEEN lo AND hi)
+        stored AS ({stored_ids_sql("$lo", "$hi")})
         SELECT event_id, user_id, merchant_id, amount::DECIMAL(18,2) AS amount, currency,
                country, device_id, event_ts AS event_time,
                date_trunc('hour', event_ts) AS event_hour, log_partition, log_offset,
                $batch_id AS batch_id, $now::TIMESTAMP AS ingested_at, stream_time, is_late
         FROM firsts ANTI JOIN stored USING (event_id)""",
-        {"batch_id": report.batch_id, "now": now},
+        {"batch_id": report.batch_id, "now": now, **span.row(0, named=True)},
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _admitted AS

@@ -25,7 +25,7 @@ import duckdb
 import polars as pl
 
 from assets.payments.alerts import PRECISION_TARGET, RECALL_TARGET, evaluate_alerts
-from assets.payments.batch import BatchReport, process_batch
+from assets.payments.batch import BatchReport, process_batch, stored_ids_sql
 from assets.payments.ledger import balance_report
 from assets.payments.reference import ALLOWED_LATENESS_S, CONSUMER, DOMAIN, TOPIC
 from assets.payments.tables import ALERTS, BRONZE, FEATURES, LATE, LEDGER, QUARANTINE, SILVER
@@ -340,14 +340,13 @@ def _batch_checks(
     """Checks of what this batch wrote, read from the batch's temp tables (``_candidates``,
     ``_admitted``, ``_features``, same connection) instead of scanning whole tables by batch
     id: a check's cost follows the batch, not the history."""
+    span = con.execute("SELECT min(event_time), max(event_time) FROM _candidates").fetchone()
+    lo, hi = span if span else (None, None)
     doubled = con.execute(
-        f"""WITH span AS (SELECT min(event_time) AS lo, max(event_time) AS hi FROM _candidates),
-            stored AS (
-                SELECT event_id FROM {SILVER.table}, span WHERE event_time BETWEEN lo AND hi
-                UNION ALL
-                SELECT event_id FROM {LATE.table}, span WHERE event_time BETWEEN lo AND hi)
+        f"""WITH stored AS ({stored_ids_sql("$lo", "$hi")})
             SELECT event_id, count(*) AS copies FROM stored SEMI JOIN _candidates USING (event_id)
-            GROUP BY event_id HAVING count(*) > 1 ORDER BY event_id LIMIT 20"""
+            GROUP BY event_id HAVING count(*) > 1 ORDER BY event_id LIMIT 20""",
+        {"lo": lo, "hi": hi},
     ).fetchall()
     yield dg.AssetCheckResult(
         asset_key=SILVER.asset_key,

@@ -191,3 +191,37 @@ def test_a_batch_computed_before_another_committed_never_lands(
         tables = snapshot(con)
     for name, frame in expected.items():
         assert_frame_equal(tables[name], frame, check_exact=False, rel_tol=1e-9)
+
+
+def test_the_uniqueness_check_names_an_event_stored_twice(data_home: Path) -> None:
+    """``event_id_unique`` reads the stored tables, not the dedup's verdict: an event of the
+    batch that also sits in late_events (a copy written behind the stream's back, or a dedup
+    bug) fails it by name, whether the copy is the batch's oldest event or its newest."""
+    from assets.payments.stream import _batch_checks
+    from assets.payments.tables import LATE, SILVER
+
+    log, _ = produce_small(LATE_STREAM)
+    with _connect() as con:
+        for batch_id in ("first", "second", "last"):  # the last one with history behind it
+            ranges = plan_batch(
+                committed_ends(con, CONSUMER, log.topic, log.partitions), log.end_offsets(), 500
+            )
+            report = process_batch(con, log, ranges, consumer=CONSUMER, batch_id=batch_id)
+        assert report.admitted > 0
+        checks = {c.check_name: c for c in _batch_checks(con, report)}
+        assert checks["event_id_unique"].passed
+        edges = con.execute(
+            f"""SELECT arg_min(event_id, event_time), arg_max(event_id, event_time)
+                FROM {SILVER.table} WHERE batch_id = 'last'"""
+        ).fetchone()
+        assert edges is not None
+        con.execute(
+            f"""INSERT INTO {LATE.table}
+                SELECT *, event_time, 999.0 FROM {SILVER.table} WHERE event_id IN (?, ?)""",
+            list(edges),
+        )
+        checks = {c.check_name: c for c in _batch_checks(con, report)}
+    unique = checks["event_id_unique"]
+    assert not unique.passed
+    assert unique.metadata["duplicated_ids"].value == 2
+    assert {s.split(" ")[0] for s in unique.metadata["sample"].value} == set(edges)

@@ -25,6 +25,7 @@ from data_products.lib.tables._common import (
     column_schema,
 )
 from data_products.lib.tables.duckdb import (
+    parallel_scan,
     partition_row_counts,
     read_partitions,
     read_table,
@@ -51,6 +52,7 @@ __all__ = [
     "column_schema",
     "extension_path",
     "load_extensions",
+    "parallel_scan",
     "partition_row_counts",
     "read_partitions",
     "read_table",
