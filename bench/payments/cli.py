@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -58,11 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
-    parser.add_argument("--home", type=Path, default=None, help="data home (default: temp)")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="data home, kept (default: temp, removed)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary data home (7-8 GB at 5 minutes)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
 
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-payments-"))
+    try:
+        return _run(args, home)
+    finally:
+        if args.home is None and not args.keep:
+            # The 5-minute stream leaves 7-8 GB of log and warehouse: a benchmark run after
+            # run must not fill the disk.
+            shutil.rmtree(home, ignore_errors=True)
+            _progress(f"removed {home} (--keep to keep it)")
+
+
+def _run(args: argparse.Namespace, home: Path) -> int:
     clock = Clock(_progress)
     report: dict[str, object] = {"home": str(home)}
     if not args.skip_stream:
