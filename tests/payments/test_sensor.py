@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 import assets.payments.batch as batch_module
 from assets.payments.stream import payments_stream_batch
-from assets.payments.tables import BRONZE, FEATURES
+from assets.payments.tables import BRONZE, CARD_EVENTS, FEATURES
 from data_products.lib.microbatch import tick_and_run
 from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
@@ -78,6 +78,10 @@ def test_batches_resume_from_the_warehouse_not_the_cursor(
     recorded = meta.asset_materialization.metadata
     assert recorded["lag_offsets"].value == _late_stream_records() - 600
     assert recorded["lag_seconds"].value >= 0 and recorded["batch_latency_s"].value > 0
+    features = instance.get_latest_materialization_event(FEATURES.asset_key)
+    assert features is not None and features.asset_materialization is not None
+    state_rows = features.asset_materialization.metadata["window_state_rows"].value
+    assert state_rows == _count(f"SELECT count(*) FROM {CARD_EVENTS}") > 0
 
     # Killed before the cursor was saved: the next tick starts where the warehouse says.
     second, _ = tick_and_run(defs, instance, SENSOR, cursor=None)
