@@ -182,7 +182,7 @@ def payments_stream_batch(
     if config.topic not in ("", TOPIC):
         raise ValueError(f"payments_stream_batch consumes {TOPIC!r}, not {config.topic!r}")
     log = EventLog.open(TOPIC)
-    batch_id = context.run_id
+    batch_id = context.run.run_id
     with warehouse.connect() as con:
         requested = config.offset_ranges() or _next_batch(con, log)
         report = process_batch(con, log, requested, consumer=CONSUMER, batch_id=batch_id)
