@@ -1,6 +1,7 @@
 """Discovery and cross-cutting policy: the code location is whatever the top-level packages
-define, with platform policy (lineage on every asset, shared resources, the executor) applied once
-here instead of in every domain."""
+define, with platform policy (derived spec fields from ``data_products.lib.policy``, lineage on
+every asset, contract SLAs, shared resources, the executor) applied once here instead of in every
+domain."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dagster as dg
 
 from data_products.lib.contracts import Contract, discover_contracts
 from data_products.lib.lineage import with_lineage
+from data_products.lib.policy import apply_spec_policy
 
 
 def discover(*packages: ModuleType) -> dg.Definitions:
@@ -25,16 +27,16 @@ def apply_platform_policy(
     resources: Mapping[str, Any],
     executor: dg.ExecutorDefinition = dg.in_process_executor,
 ) -> dg.Definitions:
-    """Attach lineage hooks and contract SLAs to every asset, bind resources and the executor.
+    """Derive every spec field policy owns, attach lineage hooks and contract SLAs to every
+    asset, bind resources and the executor.
 
     The in-process executor is the embedded default: on a laptop it is ~4x faster than spawning a
-    process per step (STACK.md); production swaps it by configuration.
+    process per step (a ten-asset chain: about 2 s in process, about 40 s with the default
+    multiprocess executor from the CLI); production swaps it by configuration.
     """
     contracts = discover_contracts()
     assets = [
-        with_lineage(_with_contract_sla(a, contracts))
-        if isinstance(a, dg.AssetsDefinition) and a.is_executable
-        else a
+        _with_policy(a, contracts) if isinstance(a, dg.AssetsDefinition | dg.AssetSpec) else a
         for a in (found.assets or [])
     ]
     checks = [with_lineage(c) for c in (found.asset_checks or [])]
@@ -47,6 +49,15 @@ def apply_platform_policy(
         resources={**(found.resources or {}), **resources},
         executor=executor,
     )
+
+
+def _with_policy(
+    assets_def: dg.AssetsDefinition | dg.AssetSpec, contracts: Mapping[dg.AssetKey, Contract]
+) -> dg.AssetsDefinition | dg.AssetSpec:
+    derived = apply_spec_policy(assets_def, contracts)
+    if isinstance(derived, dg.AssetSpec) or not derived.is_executable:
+        return derived
+    return with_lineage(_with_contract_sla(derived, contracts))
 
 
 def _with_contract_sla(

@@ -15,6 +15,9 @@ replaces each of its partitions this way; a failure part-way leaves every partit
 re-run converges. A partition written with no rows keeps an empty file: "this day has no rows" is
 an answer, "this day was never written" is another.
 
+An unpartitioned dataset (a reference snapshot) is one file, ``<root>/<schema>/<name>/snapshot/
+part.parquet``, replaced whole by the same atomic rename (:meth:`PartitionedFiles.replace_table`).
+
 Schema evolution follows the DuckDB writer's rules: new columns are added (older partitions read
 them as NULL), a narrower type is cast to the dataset's type, a lossless widening is allowed, and
 anything else is refused before a byte is written.
@@ -50,6 +53,8 @@ from data_products.lib.tables._common import (
 __all__ = ["PartitionedFiles", "lake_files"]
 
 PART_FILE = "part.parquet"
+SNAPSHOT_DIR = "snapshot"
+"""The folder of an unpartitioned dataset's single file (no ``=``: it is not a partition)."""
 
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64)
 _UNSIGNED = (pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
@@ -185,6 +190,37 @@ class PartitionedFiles:
             location=str(self.table_dir(dataset)),
         )
 
+    def replace_table(
+        self, con: duckdb.DuckDBPyConnection | None, dataset: DatasetName, df: pl.DataFrame
+    ) -> WriteResult:
+        """Replace the whole content of an unpartitioned ``dataset`` with ``df``, atomically.
+
+        One file renamed into place, so a reader sees the old snapshot or the new one; the
+        schema rules are those of :meth:`replace_partitions` (the dataset keeps its columns).
+        """
+        validate_frame_columns(dataset, df)
+        path = self.table_dir(dataset) / SNAPSHOT_DIR / PART_FILE
+        partitions = [p for p in self._files(dataset) if p != path]
+        if partitions:
+            raise TableWriteError(
+                f"{dataset} is partitioned ({len(partitions)} partition files under "
+                f"{self.table_dir(dataset)}); a whole-table replace would leave them in place"
+            )
+        df, added, widened = self._conform(dataset, df)
+        replaced = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+        self._write_atomically(path, df)
+        if con is not None:
+            self.create_view(con, dataset)
+        return WriteResult(
+            table=f"{_database_name(con)}.{dataset.table}",
+            rows_written=df.height,
+            rows_replaced=replaced,
+            column_schema=column_schema(df),
+            columns_added=added,
+            columns_widened=widened,
+            location=str(self.table_dir(dataset)),
+        )
+
     @staticmethod
     def _write_atomically(path: Path, frame: pl.DataFrame) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +304,23 @@ class PartitionedFiles:
                 )
         if not frames:
             return pl.DataFrame(schema={c: schema[c] for c in wanted})
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def read_table(self, dataset: DatasetName) -> pl.DataFrame:
+        """Every row of the dataset (all partitions, or the snapshot); raises
+        :class:`TableNotFoundError` when it was never written."""
+        schema = self.schema(dataset)
+        if not schema:
+            raise TableNotFoundError(
+                f"dataset {dataset} has no files under {self.table_dir(dataset)}: "
+                f"materialise {dataset} first"
+            )
+        frames = [
+            frame.with_columns(
+                pl.lit(None, dtype=dtype).alias(c) for c, dtype in schema.items() if c not in frame
+            ).select(list(schema))
+            for frame in (pl.read_parquet(path) for path in self._files(dataset))
+        ]
         return pl.concat(frames, how="vertical_relaxed")
 
     def partition_row_counts(
