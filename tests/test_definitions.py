@@ -12,11 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from data_products.lib.products import QUARANTINE_ROLE_TAG
 
 from data_products.lib.contracts import discover_contracts
 from data_products.lib.domains import load_domains
 from data_products.lib.keys import LAYERS, DatasetName
-from data_products.lib.products import QUARANTINE_ROLE_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,10 +1,9 @@
 """Aviation bronze: the daily drops and the reference snapshots, as delivered (all text)."""
 
 from assets.aviation.partitions import DAILY
-from data_products.lib.products import bronze_landing_asset
-from data_products.lib.reference import reference_bronze_asset
+from data_products.lib.bronze import bronze_asset
 
-flights = bronze_landing_asset(
+flights = bronze_asset(
     "aviation",
     "flights",
     partitions_def=DAILY,
@@ -13,21 +12,21 @@ flights = bronze_landing_asset(
         "day): local HHMM clock times, delays in minutes, NA for missing values."
     ),
 )
-weather = bronze_landing_asset(
+weather = bronze_asset(
     "aviation",
     "weather",
     partitions_def=DAILY,
     description="Hourly weather at the three NYC airports as delivered, by local observation day.",
 )
-airports = reference_bronze_asset(
+airports = bronze_asset(
     "aviation",
     "airports",
     description="The airport reference snapshot as delivered: FAA code, position, time zone.",
 )
-airlines = reference_bronze_asset(
+airlines = bronze_asset(
     "aviation", "airlines", description="The airline reference snapshot as delivered."
 )
-planes = reference_bronze_asset(
+planes = bronze_asset(
     "aviation",
     "planes",
     description="The aircraft registry snapshot as delivered (FAA registry, by tail number).",

@@ -1,31 +1,30 @@
 """Aviation silver: typed, UTC-converted, contract-governed tables (``contracts/aviation``).
 
 Typing lives in ``transforms`` (pure polars, tested on the real data); splitting, writing and
-checking is the platform's. Weather goes through the platform's daily silver step; flights need
-the airport zones and the reference tables whole, so they go through
-``data_products.lib.reference.silver_with_references``.
+checking is the platform's (``data_products.lib.silver``): the reference snapshots as unpartitioned
+steps, weather as a daily step, and flights as a daily step that also reads the airport zones and
+the reference tables whole (``references``).
 """
 
 from assets.aviation import transforms
 from assets.aviation.partitions import DAILY
-from data_products.lib.reference import reference_silver_asset, silver_with_references
-from data_products.lib.silver import silver_contract_asset
+from data_products.lib.silver import silver_asset
 
 BRONZE = "aviation/bronze"
 SILVER = "aviation/silver"
 
-airports = reference_silver_asset(
+airports = silver_asset(
     "aviation.silver.airports",
     inputs={"bronze": f"{BRONZE}/airports"},
     build=transforms.type_airports,
     column_lineage={"alt_ft": [("bronze", "alt")], "utc_offset_h": [("bronze", "tz")]},
 )
-airlines = reference_silver_asset(
+airlines = silver_asset(
     "aviation.silver.airlines",
     inputs={"bronze": f"{BRONZE}/airlines"},
     build=transforms.type_airlines,
 )
-planes = reference_silver_asset(
+planes = silver_asset(
     "aviation.silver.planes",
     inputs={"bronze": f"{BRONZE}/planes"},
     build=transforms.type_planes,
@@ -37,7 +36,7 @@ planes = reference_silver_asset(
     },
 )
 
-weather = silver_contract_asset(
+weather = silver_asset(
     "aviation.silver.weather",
     inputs={"bronze": f"{BRONZE}/weather"},
     build=transforms.type_weather,
@@ -55,7 +54,7 @@ weather = silver_contract_asset(
 
 _DEPARTURE = [("bronze", "year"), ("bronze", "month"), ("bronze", "day")]
 _ZONES = [("airports", "tzone")]
-flights = silver_with_references(
+flights = silver_asset(
     "aviation.silver.flights",
     inputs={"bronze": f"{BRONZE}/flights"},
     references={

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
+from data_products.lib.bronze import REFERENCE_FOLDER
 from data_products.lib.keys import validate_partition_key
-from data_products.lib.reference import REFERENCE_FOLDER
 from data_products.lib.settings import get_settings
 
 DOMAIN = "aviation"

@@ -23,7 +23,6 @@ from data_products.lib.lineage.naming import REPLICAS_KEY, URI_METADATA_KEY
 from resources.lake import LakeResource
 from resources.postgres import PostgresResource
 
-OWNER = "team:inventory"
 LSN_START_TAG = "cdc/lsn_start"
 LSN_END_TAG = "cdc/lsn_end"
 CONSISTENCY_CHECK = "consistent_with_source"
@@ -56,13 +55,10 @@ sources = [
         source_key(table),
         description=f"PostgreSQL table public.{table} of the inventory database. "
         + _DESCRIPTIONS[table],
-        group_name="cdc",
-        owners=[OWNER],
         kinds={"postgres"},
         metadata={
             URI_METADATA_KEY: f"postgres://localhost:{_DEFAULT_PORT}/{_DEFAULT_DB}.public.{table}"
         },
-        tags={"layer": "source"},
     )
     for table in TABLES
 ]
@@ -79,20 +75,14 @@ def _specs() -> list[dg.AssetSpec]:
                 description=f"Mirror of public.{table}: its current rows, in Iceberg "
                 f"({NAMESPACE}.{table}) and Delta, as of the last applied LSN.",
                 deps=[source_key(table)],
-                group_name="cdc",
-                owners=[OWNER],
                 kinds={"iceberg", "delta", "polars"},
-                tags={"layer": "silver"},
             ),
             dg.AssetSpec(
                 history_key(table),
                 description=f"SCD2 history of public.{table}: every version with valid_from/to, "
                 "their LSNs, is_current and the operation (Iceberg).",
                 deps=[source_key(table)],
-                group_name="cdc",
-                owners=[OWNER],
                 kinds={"iceberg", "polars"},
-                tags={"layer": "silver"},
             ),
         )
     ]

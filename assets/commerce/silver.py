@@ -6,26 +6,26 @@ import polars as pl
 
 from assets.commerce import transforms
 from assets.commerce.partitions import DAILY
-from data_products.lib.silver import Stage, silver_contract_asset, silver_contract_assets
+from data_products.lib.silver import Stage, silver_asset, silver_assets
 
 BRONZE = "commerce/bronze"
 SILVER = "commerce/silver"
 
-fx_rates = silver_contract_asset(
+fx_rates = silver_asset(
     "commerce.silver.fx_rates",
     inputs={"bronze": f"{BRONZE}/fx_rates"},
     build=transforms.type_fx_rates,
     partitions_def=DAILY,
 )
 
-customers = silver_contract_asset(
+customers = silver_asset(
     "commerce.silver.customers",
     inputs={"bronze": f"{BRONZE}/customers"},
     build=transforms.type_customers,
     partitions_def=DAILY,
 )
 
-products = silver_contract_asset(
+products = silver_asset(
     "commerce.silver.products",
     inputs={"bronze": f"{BRONZE}/products", "fx": f"{SILVER}/fx_rates"},
     build=transforms.type_products,
@@ -47,7 +47,7 @@ _PRICE = [("bronze_orders", "unit_price"), ("bronze_orders", "price")]
 
 # Lines and their order headers are one step: the headers are derived from the typed lines, so
 # millions of raw lines are read and parsed once, and a header can never disagree with its lines.
-orders = silver_contract_assets(
+orders = silver_assets(
     inputs={"bronze_orders": f"{BRONZE}/orders", "fx": f"{SILVER}/fx_rates"},
     stages=[
         Stage(

@@ -3,14 +3,11 @@ schema check."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 import polars as pl
 
 from assets.aviation.partitions import DAILY
 from data_products.lib.contracts import load_contract_for
-from data_products.lib.domains import domain
 from data_products.lib.keys import DatasetName
 
 DOMAIN = "ml"
@@ -26,19 +23,6 @@ FEATURE_REGISTRY = DatasetName(DOMAIN, "serving", "feature_registry")
 ONLINE_FEATURES = DatasetName(DOMAIN, "serving", "online_features")
 TRAINING_SET = DatasetName(DOMAIN, "gold", "training_set")
 DELAY_MODEL = DatasetName(DOMAIN, "gold", "delay_model")
-
-
-def owners() -> list[str]:
-    return [domain(DOMAIN).owner]
-
-
-def spec_defaults(name: DatasetName, *, tier: str) -> dict[str, Any]:
-    """Group, owner and tags every ml asset carries (the graph test enforces them)."""
-    return {
-        "group_name": DOMAIN,
-        "owners": owners(),
-        "tags": {"layer": name.layer, "tier": tier},
-    }
 
 
 def contract_schema_check(

@@ -21,12 +21,10 @@ from assets.ml.common import (
     AVIATION_WEATHER,
     PARTITIONS,
     contract_schema_check,
-    spec_defaults,
 )
 from assets.ml.feature_definitions import EVENT_TIMESTAMP, PARTITION_COLUMN, VIEWS, ViewSpec
 from data_products.lib.feast_store import feature_exports
-from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
-from data_products.lib.products import WAREHOUSE_POOL
+from data_products.lib.partitions import describe_keys, run_dates
 from resources.warehouse import WarehouseResource
 
 _INPUTS: dict[str, list[dg.AssetKey]] = {
@@ -46,12 +44,11 @@ def _spec(view: ViewSpec) -> dg.AssetSpec:
         kinds={"polars", "parquet", "feast"},
         deps=_INPUTS[view.name],
         metadata={
-            "dagster/table_name": f"warehouse.{view.dataset.table}",
             "feast/feature_view": view.name,
             "feast/entity": view.join_key,
         },
         skippable=False,
-        **spec_defaults(view.dataset, tier="features"),
+        tags={"tier": "features"},
     )
 
 
@@ -131,8 +128,6 @@ def _key_check(view: ViewSpec, frame: pl.DataFrame) -> dg.AssetCheckResult:
         )
     ],
     partitions_def=PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    pool=WAREHOUSE_POOL,
     description="Computes the six feature views' rows for the run's aviation days.",
 )
 def ml_feature_exports(

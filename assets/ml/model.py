@@ -18,9 +18,8 @@ import numpy as np
 import polars as pl
 
 from assets.ml import artifacts
-from assets.ml.common import DELAY_MODEL, TRAINING_SET, spec_defaults
+from assets.ml.common import DELAY_MODEL, TRAINING_SET
 from assets.ml.feature_definitions import MODEL_FEATURES
-from data_products.lib.products import WAREHOUSE_POOL
 from data_products.lib.tables import read_table, replace_table, table_exists
 from resources.warehouse import WarehouseResource
 
@@ -103,8 +102,6 @@ def train_model(frame: pl.DataFrame) -> artifacts.ModelBundle:
     "(content hash of the artifact under the data home).",
     kinds={"sklearn", "duckdb"},
     deps=[TRAINING_SET.asset_key],
-    pool=WAREHOUSE_POOL,
-    metadata={"dagster/table_name": f"warehouse.{DELAY_MODEL.table}"},
     check_specs=[
         dg.AssetCheckSpec(
             "beats_baseline",
@@ -112,7 +109,7 @@ def train_model(frame: pl.DataFrame) -> artifacts.ModelBundle:
             description="Holdout ROC AUC above the naive baseline's.",
         )
     ],
-    **spec_defaults(DELAY_MODEL, tier="ml"),
+    tags={"tier": "ml"},
 )
 def delay_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

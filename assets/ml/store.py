@@ -16,7 +16,7 @@ from datetime import date, datetime
 import dagster as dg
 import polars as pl
 
-from assets.ml.common import FEATURE_REGISTRY, ONLINE_FEATURES, PARTITIONS, spec_defaults
+from assets.ml.common import FEATURE_REGISTRY, ONLINE_FEATURES, PARTITIONS
 from assets.ml.feature_definitions import (
     ENTITIES,
     EVENT_TIMESTAMP,
@@ -34,7 +34,7 @@ from data_products.lib.feast_store import (
     registry_path,
     rows_in_reach,
 )
-from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
+from data_products.lib.partitions import describe_keys, run_dates
 from data_products.lib.settings import get_settings
 
 PARITY_SAMPLE_PER_VIEW = 100
@@ -49,7 +49,7 @@ PARITY_MAX_MISMATCH = 0.01
     "(assets/ml/feature_definitions.py; `feast -c feature_repo apply` registers the same).",
     kinds={"feast"},
     metadata={"feast/project": "aviation_delays"},
-    **spec_defaults(FEATURE_REGISTRY, tier="features"),
+    tags={"tier": "features"},
 )
 def feature_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = get_settings()
@@ -109,7 +109,6 @@ def _parity_samples(
     kinds={"feast", "sqlite"},
     deps=[FEATURE_REGISTRY.asset_key, *(view.dataset.asset_key for view in VIEWS)],
     partitions_def=PARTITIONS,
-    backfill_policy=SINGLE_RUN,
     check_specs=[
         dg.AssetCheckSpec(
             "online_offline_parity",
@@ -120,7 +119,7 @@ def _parity_samples(
             blocking=True,
         )
     ],
-    **spec_defaults(ONLINE_FEATURES, tier="serving"),
+    tags={"tier": "serving"},
 )
 def online_features(
     context: dg.AssetExecutionContext,

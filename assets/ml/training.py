@@ -22,7 +22,6 @@ from assets.ml.common import (
     PARTITIONS,
     TRAINING_SET,
     contract_schema_check,
-    spec_defaults,
 )
 from assets.ml.feature_definitions import EVENT_TIMESTAMP, MODEL_FEATURES, VIEWS
 from assets.ml.features import training_entities
@@ -37,8 +36,7 @@ from data_products.lib.feast_store import (
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_dates
-from data_products.lib.products import WAREHOUSE_POOL
+from data_products.lib.partitions import describe_keys, run_dates
 from data_products.lib.tables import read_partitions, replace_partitions, table_exists
 from resources.warehouse import WarehouseResource
 
@@ -205,9 +203,6 @@ def _chunks(days: list[date]) -> Iterator[list[date]]:
         *(v.dataset.asset_key for v in VIEWS),
     ],
     partitions_def=PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    pool=WAREHOUSE_POOL,
-    metadata={"dagster/table_name": f"warehouse.{TRAINING_SET.table}"},
     check_specs=[
         dg.AssetCheckSpec(
             "no_leakage",
@@ -232,7 +227,7 @@ def _chunks(days: list[date]) -> Iterator[list[date]]:
             for feature in MODEL_FEATURES
         ),
     ],
-    **spec_defaults(TRAINING_SET, tier="ml"),
+    tags={"tier": "ml"},
 )
 def training_set(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

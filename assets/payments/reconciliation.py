@@ -14,12 +14,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import duckdb
 
-from assets.payments.reference import DOMAIN
 from assets.payments.settlement import settlement_dir
 from assets.payments.tables import LEDGER, RECONCILIATION, ensure_tables
-from data_products.lib.domains import domain
-from data_products.lib.partitions import SINGLE_RUN, daily, describe_keys, run_partition_keys
-from data_products.lib.products import WAREHOUSE_POOL
+from data_products.lib.partitions import daily, describe_keys, run_partition_keys
 from resources.warehouse import WarehouseResource
 
 BREAK_PCT = 0.1
@@ -90,17 +87,12 @@ def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) ->
 
 @dg.asset(
     key=RECONCILIATION.asset_key,
-    group_name=DOMAIN,
-    owners=[domain(DOMAIN).owner],
     description="Daily reconciliation of the ledger's card-clearing debits against the "
     "settlement file, per merchant and currency; breaks above 0.1 % variance alert.",
     kinds={"duckdb", "csv"},
-    tags={"layer": "gold", "tier": "finance"},
+    tags={"tier": "finance"},
     deps=[LEDGER.asset_key],
     partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    pool=WAREHOUSE_POOL,
-    metadata={"dagster/table_name": f"warehouse.{RECONCILIATION.table}"},
     check_specs=[
         dg.AssetCheckSpec(
             "no_breaks",

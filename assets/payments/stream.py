@@ -39,7 +39,6 @@ from assets.payments.tables import (
     SILVER,
 )
 from data_products.lib.contracts import Contract, load_contract_for
-from data_products.lib.domains import domain
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.keys import DatasetName
 from data_products.lib.microbatch import (
@@ -50,7 +49,6 @@ from data_products.lib.microbatch import (
     describe_ranges,
     plan_batch,
 )
-from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
 from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
 
@@ -115,13 +113,9 @@ def _spec(name: DatasetName) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=name.asset_key,
         description=description,
-        group_name=DOMAIN,
-        owners=[domain(DOMAIN).owner],
         kinds=kinds,
-        tags={"layer": name.layer, "tier": "stream"}
-        | ({QUARANTINE_ROLE_TAG: "quarantine"} if name == QUARANTINE else {}),
+        tags={"tier": "stream"},
         deps=[d.asset_key for d in deps],
-        metadata={"dagster/table_name": f"warehouse.{name.table}"},
         skippable=False,
     )
 
@@ -172,7 +166,6 @@ CHECKS = [
     name=OP_NAME,
     specs=[_spec(n) for n in _DESCRIPTIONS],
     check_specs=CHECKS,
-    pool=WAREHOUSE_POOL,
     description="One exactly-once micro-batch of the payments stream (requested by the "
     "payments_stream sensor with the offset ranges in its run config).",
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from assets.aviation import sources
 from bench.commerce.measure import GIB, ChildRun, run_child
-from data_products.lib.reference import REFERENCE_FOLDER
+from data_products.lib.bronze import REFERENCE_FOLDER
 from data_products.lib.settings import REPO_ROOT, get_settings
 
 DEFAULT_HOME = REPO_ROOT / ".data" / "bench-aviation"

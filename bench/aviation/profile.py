@@ -62,10 +62,8 @@ BUCKETS: tuple[tuple[str, str, str], ...] = (
     ),
     ("dbt gold step (dbt process + metadata)", "data_products/lib/dbt.py", "_gold"),
     ("  of which waiting for dbt's events", "data_products/lib/dbt.py", "_finished_events"),
-    ("silver with references (flights)", "data_products/lib/reference.py", "_silver"),
-    ("silver contract steps (weather)", "data_products/lib/silver.py", "_silver"),
-    ("bronze landing steps", "data_products/lib/products.py", "_bronze"),
-    ("reference bronze steps", "data_products/lib/reference.py", "_bronze"),
+    ("silver steps (flights, weather, references)", "data_products/lib/silver.py", "_silver"),
+    ("bronze steps (daily drops, snapshots)", "data_products/lib/bronze.py", "_bronze"),
 )
 
 

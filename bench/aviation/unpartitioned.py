@@ -1,7 +1,7 @@
 """The aviation pipeline with no partitions, for the benchmark's baseline.
 
-The same platform factories the domain uses for unpartitioned data
-(``data_products.lib.reference``), the same transforms, contracts (same asset keys, so the same
+The same platform factories the domain uses for unpartitioned data (``data_products.lib.bronze``
+and ``silver`` without partitions), the same transforms, contracts (same asset keys, so the same
 rules and checks) and dbt models (``domain_dbt_assets(..., None)``: one build over all history).
 The year's flights and weather are landed as one snapshot file each. One change to the typing
 input: bronze stamps a snapshot's rows with the snapshot date, so each row's ``partition_date``
@@ -15,9 +15,10 @@ import dagster as dg
 import polars as pl
 
 from assets.aviation import transforms
+from data_products.lib.bronze import bronze_asset
 from data_products.lib.dbt import domain_dbt_assets
 from data_products.lib.discovery import apply_platform_policy
-from data_products.lib.reference import reference_bronze_asset, reference_silver_asset
+from data_products.lib.silver import silver_asset
 from resources import default_resources
 
 BRONZE, SILVER = "aviation/bronze", "aviation/silver"
@@ -47,31 +48,31 @@ def _weather(bronze: pl.DataFrame, airports: pl.DataFrame) -> pl.DataFrame:
 
 def definitions() -> dg.Definitions:
     bronze = [
-        reference_bronze_asset("aviation", name, description=f"{name}, the whole year as one file")
+        bronze_asset("aviation", name, description=f"{name}, the whole year as one file")
         for name in ("flights", "weather", "airports", "airlines", "planes")
     ]
     silver = [
-        reference_silver_asset(
+        silver_asset(
             "aviation.silver.airports",
             inputs={"bronze": f"{BRONZE}/airports"},
             build=transforms.type_airports,
         ),
-        reference_silver_asset(
+        silver_asset(
             "aviation.silver.airlines",
             inputs={"bronze": f"{BRONZE}/airlines"},
             build=transforms.type_airlines,
         ),
-        reference_silver_asset(
+        silver_asset(
             "aviation.silver.planes",
             inputs={"bronze": f"{BRONZE}/planes"},
             build=transforms.type_planes,
         ),
-        reference_silver_asset(
+        silver_asset(
             "aviation.silver.weather",
             inputs={"bronze": f"{BRONZE}/weather", "airports": f"{SILVER}/airports"},
             build=_weather,
         ),
-        reference_silver_asset(
+        silver_asset(
             "aviation.silver.flights",
             inputs={
                 "bronze": f"{BRONZE}/flights",

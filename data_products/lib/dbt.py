@@ -4,15 +4,16 @@ The translator maps dbt nodes to the key grammar by *folder rules and ``meta``*,
 name, so a new domain is a new ``dbt_project/models/marts/<domain>/`` folder (plus its staging
 sources) and one ``domain_dbt_assets(<domain>, ...)`` call:
 
-- models under ``models/marts/<domain>/`` become ``[<domain>, gold, <model>]``, group ``<domain>``,
-  written to ``<domain>_gold.<model>`` (``macros/generate_schema_name.sql`` applies the same rule;
-  the translator refuses a node whose table and key disagree);
+- models under ``models/marts/<domain>/`` become ``[<domain>, gold, <model>]``, written to
+  ``<domain>_gold.<model>`` (``macros/generate_schema_name.sql`` applies the same rule; the
+  translator refuses a node whose table and key disagree);
 - staging and intermediate models are ephemeral: dagster-dbt 0.29 skips ephemeral models and
   draws the dependency through them to the sources, so they never become assets;
 - sources map to the upstream Dagster assets through ``meta.dagster.asset_key``, or failing that
   a source named ``<domain>_<layer>`` maps to ``[<domain>, <layer>, <table>]``;
-- owner from ``meta.owner`` (set per folder in dbt_project.yml), else the domain descriptor's;
-  description from the model YAML; dbt tests become asset checks (``severity: error`` ones
+- group, owner (the domain descriptor's), layer tag, table name, pool and backfill policy are
+  platform policy (``data_products.lib.policy``), as for every other asset; description from
+  the model YAML; dbt tests become asset checks (``severity: error`` ones
   blocking); kinds ``dbt`` and ``duckdb`` come from the adapter.
 
 One ``dbt build`` runs per Dagster run for the whole domain selection (each dbt start-up costs
@@ -46,12 +47,11 @@ from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 from packaging import version
 
 from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
-from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import LAYERS, DatasetName, validate_identifier
-from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
+from data_products.lib.partitions import describe_keys, run_partition_keys
 from data_products.lib.range_metadata import last_partition_only
 from data_products.lib.settings import get_settings
-from resources.warehouse import WarehouseResource
+from data_products.lib.warehouse import WAREHOUSE_KEY, Warehouse
 
 MARTS_FOLDER = "marts"
 """``models/marts/<domain>/<model>.sql``: the only folder whose models become assets."""
@@ -59,11 +59,6 @@ MARTS_FOLDER = "marts"
 GOLD = "gold"
 PII_TAG = "pii"
 """A column tag in the model YAML; an asset with any such column is tagged ``pii=true``."""
-
-WAREHOUSE_POOL = "warehouse"
-"""DuckDB has one writer: the pool every warehouse-writing asset shares (the same name as
-``data_products.lib.products.WAREHOUSE_POOL``; not imported from there because that module pulls
-in the whole contract and lake machinery, which the dbt wiring does not need)."""
 
 PREPARE_COMMAND = "dagster-dbt project prepare-and-package --file data_products/lib/dbt_project.py"
 
@@ -114,7 +109,7 @@ def source_dataset(props: Mapping[str, Any]) -> DatasetName:
 
 
 class DomainDbtTranslator(DagsterDbtTranslator):
-    """Keys, groups, owners and tags from folder rules and ``meta`` (see the module docstring)."""
+    """Keys and tags from folder rules and ``meta`` (see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -129,20 +124,11 @@ class DomainDbtTranslator(DagsterDbtTranslator):
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         return self.dataset(dbt_resource_props).asset_key
 
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str:
-        return self.dataset(dbt_resource_props).domain
-
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         # The YAML description only: dagster-dbt's default appends the raw SQL, which the code
         # reference already links to.
         description = dbt_resource_props.get("description") or ""
         return description.strip() or super().get_description(dbt_resource_props)
-
-    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str]:
-        owner = _meta(dbt_resource_props).get("owner")
-        if owner:
-            return [owner] if isinstance(owner, str) else list(owner)
-        return [domain_descriptor(self.dataset(dbt_resource_props).domain).owner]
 
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         columns = dbt_resource_props.get("columns", {}).values()
@@ -150,7 +136,6 @@ class DomainDbtTranslator(DagsterDbtTranslator):
         tier = _meta(dbt_resource_props).get("tier")
         return {
             **super().get_tags(dbt_resource_props),
-            "layer": self.dataset(dbt_resource_props).layer,
             PII_TAG: str(has_pii).lower(),
             **({"tier": str(tier)} if tier else {}),
         }
@@ -410,13 +395,14 @@ def domain_dbt_assets(
         select=f"path:models/{MARTS_FOLDER}/{domain}",
         name=f"{domain}_{GOLD}_dbt",
         partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN if partitions_def is not None else None,
         dagster_dbt_translator=DomainDbtTranslator(),
-        pool=WAREHOUSE_POOL,
+        # Declared as keys, not typed parameters (which Dagster does not allow together), so lib
+        # names what it calls on the warehouse (a Protocol) without importing ``resources``.
+        required_resource_keys={"dbt", WAREHOUSE_KEY},
     )
-    def _gold(
-        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-    ) -> Iterator[Any]:
+    def _gold(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        dbt: DbtCliResource = context.resources.dbt
+        warehouse: Warehouse = getattr(context.resources, WAREHOUSE_KEY)
         keys = run_partition_keys(context) if partitions_def is not None else []
         warehouse_path = warehouse.database_path()
         warehouse_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,31 @@
 """The silver factory: contract-governed datasets built from their inputs, split into published
-and quarantined rows, written atomically per partition and checked, in one step.
+and quarantined rows, written atomically (per partition, or whole for a snapshot) as Parquet
+files with warehouse views, and checked, in one step.
 
-A step has one or more *stages*. Each stage is one contract-governed dataset (plus its
-quarantine). Later stages may read what earlier stages produced in the same chunk, by keyword:
-``<dataset>`` is the stage's published frame and ``typed_<dataset>`` its typed frame. So order
-headers are derived from the very lines just typed, instead of typing millions of raw lines twice
-in two steps.
+One factory, with options for the shapes a domain needs:
 
-A range run is processed in chunks under a row budget (``data_products.lib.chunks``); counts and
-timings are summed and the checks of every chunk merged, so the UI shows one materialisation and
-one evaluation per check for the run.
+- **stages**: a step has one or more stages, each one contract-governed dataset (plus its
+  quarantine). Later stages may read what earlier stages produced in the same chunk, by keyword:
+  ``<dataset>`` is the stage's published frame and ``typed_<dataset>`` its typed frame. So order
+  headers are derived from the very lines just typed, instead of typing millions of raw lines
+  twice in two steps (``silver_assets``; ``silver_asset`` is the one-stage case).
+- **partitioned ranges** (``partitions_def`` given): ``inputs`` are read for the chunk's
+  partitions; a range run is processed in chunks under a row budget
+  (``data_products.lib.chunks``, the first input sizes them); counts and timings are summed and
+  the checks of every chunk merged, so the UI shows one materialisation and one evaluation per
+  check for the run; each day's event carries that day's rows, the last day's the table's schema
+  (``data_products.lib.range_metadata``).
+- **whole-table references** (``references``): read whole, once per run, and passed to
+  ``build`` by alias like inputs (a daily step that needs a dimension snapshot).
+- **unpartitioned snapshots** (no ``partitions_def``): inputs are read whole and the dataset is
+  replaced whole, in one chunk.
+
+Contracts with an Iceberg server get an Iceberg replica, written by one background thread while
+the step goes on. Group, owner, layer tag, table name, pool and backfill policy are platform
+policy (``data_products.lib.policy``); the factory names the engine (kinds) and the tier.
 """
 
+# No `from __future__ import annotations`: dagster inspects the asset functions' annotations.
 import inspect
 import time
 from collections import Counter
@@ -23,14 +37,15 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from data_products.lib.chunks import merge_check_results, plan_chunks
 from data_products.lib.contracts import Contract, evaluate_checks, load_contract_for
 from data_products.lib.keys import DatasetName
 from data_products.lib.lineage.naming import REPLICAS_KEY
-from data_products.lib.partitions import SINGLE_RUN, describe_keys, run_partition_keys
-from data_products.lib.products import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL
+from data_products.lib.partitions import describe_keys, run_partition_keys
+from data_products.lib.policy import DERIVED_TAGS
 from data_products.lib.quarantine import SplitResult, split
 from data_products.lib.range_metadata import add_day_counts, range_metadata
 from data_products.lib.settings import get_settings
@@ -39,12 +54,21 @@ from data_products.lib.tables import (
     WriteResult,
     partition_row_counts,
     read_partitions,
+    read_table,
 )
 from data_products.lib.tables.files import lake_files
-from resources.lake import LakeResource
-from resources.warehouse import WarehouseResource
+from data_products.lib.warehouse import LAKE_KEY, WAREHOUSE_KEY, Lake, Warehouse
 
 Lineage = Mapping[str, Sequence[tuple[str, str]]]
+
+SILVER_KINDS = {"polars", "parquet"}
+"""Typed by polars, stored as Parquet files (queried through a DuckDB view)."""
+
+SNAPSHOT = "snapshot"
+"""The label of an unpartitioned run in metadata and check descriptions."""
+
+Chunk = list[str] | None
+"""A chunk's partition keys, or ``None``: the whole table (an unpartitioned snapshot)."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +76,12 @@ class Stage:
     """One dataset of a silver step.
 
     ``build`` returns the typed frame (see ``data_products.lib.quarantine`` for the convention);
-    it is called with the keyword arguments it declares, taken from the step's inputs and the
-    frames of earlier stages. ``column_lineage`` maps an output column to its (input, column)
-    sources; columns not listed trace to a same-named column of the first input. ``after`` lists
-    datasets the contract's SQL rules query but ``build`` does not read, so the checks never run
-    before the tables they reference.
+    it is called with the keyword arguments it declares, taken from the step's inputs, its
+    references and the frames of earlier stages. ``column_lineage`` maps an output column to its
+    (alias, column) sources; columns not listed trace to a same-named column (or a contract
+    alias) of the first dataset ``build`` reads. ``after`` lists datasets the contract's SQL
+    rules query but ``build`` does not read, so the checks never run before the tables they
+    reference.
     """
 
     contract: str
@@ -77,79 +102,96 @@ class _Compiled:
 
     @property
     def quarantine(self) -> DatasetName:
-        name = self.name
-        return DatasetName(name.domain, name.layer, f"{name.name}_quarantine")
+        return self.contract.quarantine_dataset
 
 
-def silver_contract_asset(
+def silver_asset(
     contract_key: str,
     *,
     inputs: Mapping[str, str],
     build: Callable[..., pl.DataFrame],
-    partitions_def: dg.PartitionsDefinition,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    references: Mapping[str, str] | None = None,
     column_lineage: Lineage | None = None,
     after: Sequence[str] = (),
 ) -> dg.AssetsDefinition:
     """A single contract-governed dataset and its quarantine (a one-stage step)."""
     stage = Stage(contract_key, build, column_lineage or {}, after)
-    return silver_contract_assets(inputs=inputs, stages=[stage], partitions_def=partitions_def)
+    return silver_assets(
+        inputs=inputs, stages=[stage], partitions_def=partitions_def, references=references
+    )
 
 
-def silver_contract_assets(
+def silver_assets(
     *,
     inputs: Mapping[str, str],
     stages: Sequence[Stage],
-    partitions_def: dg.PartitionsDefinition,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    references: Mapping[str, str] | None = None,
 ) -> dg.AssetsDefinition:
-    """Several contract-governed datasets (and their quarantines) built in one step, in order."""
+    """Several contract-governed datasets (and their quarantines) built in one step, in order.
+
+    ``inputs`` are read by partition (whole when there is no ``partitions_def``); ``references``
+    are read whole once per run. An alias may not name both.
+    """
     input_keys = {alias: DatasetName.from_key(key) for alias, key in inputs.items()}
-    compiled = _compile(stages, input_keys)
+    reference_keys = {alias: DatasetName.from_key(key) for alias, key in (references or {}).items()}
+    if not input_keys:
+        raise ValueError("a silver step needs at least one input")
+    clash = set(input_keys) & set(reference_keys)
+    if clash:
+        where = stages[0].contract if stages else "silver step"
+        raise ValueError(f"{where}: aliases {sorted(clash)} are both input and reference")
+    compiled = _compile(stages, input_keys, reference_keys)
     first = compiled[0].name
+    used = {p for item in compiled for p in item.parameters}
     specs: list[dg.AssetSpec] = []
     check_specs: list[dg.AssetCheckSpec] = []
-    known = dict(input_keys)
+    known = {**input_keys, **reference_keys}
     for item in compiled:
         specs.extend(_specs(item, known))
         check_specs.extend(item.contract.check_specs())
         known[item.name.name] = item.name
+    replicated = any(c.contract.publishes_to_iceberg for c in compiled)
+    # The first input sizes the chunks even when no stage reads it directly.
+    daily = {a: d for a, d in input_keys.items() if a in used or a == next(iter(input_keys))}
+    whole = {a: d for a, d in reference_keys.items() if a in used}
 
     @dg.multi_asset(
         name="__".join([first.domain, first.layer, *(c.name.name for c in compiled)]),
         specs=specs,
         check_specs=check_specs,
         partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN,
-        pool=WAREHOUSE_POOL,
+        required_resource_keys={WAREHOUSE_KEY} | ({LAKE_KEY} if replicated else set()),
     )
-    def _silver(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
-    ):
-        keys = run_partition_keys(context)
+    def _silver(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        warehouse: Warehouse = getattr(context.resources, WAREHOUSE_KEY)
+        lake: Lake | None = getattr(context.resources, LAKE_KEY) if replicated else None
+        keys = run_partition_keys(context) if partitions_def is not None else []
         store = lake_files()
         # Iceberg replicas are written by one background thread, in order, while the step goes on
         # (pyarrow and polars release the GIL); the step waits for them before it reports.
         replicas = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iceberg-replica")
-        runs = {c.name.name: _StageRun(c, store, replicas) for c in compiled}
+        runs = {c.name.name: _StageRun(c, store, replicas, lake) for c in compiled}
         with replicas, warehouse.connect() as con:
-            sizes = _input_row_counts(con, store, next(iter(input_keys.values())), _dates(keys))
-            chunks = plan_chunks(keys, sizes, get_settings().chunk_rows)
+            shared = {a: _read_whole(con, store, d) for a, d in whole.items()}
+            chunks = _plan(con, store, next(iter(input_keys.values())), keys)
             for number, chunk in enumerate(chunks, start=1):
                 if len(chunks) > 1:
-                    context.log.info(
-                        f"{first}: chunk {number}/{len(chunks)} {describe_keys(chunk)}"
-                    )
+                    context.log.info(f"{first}: chunk {number}/{len(chunks)} {_label(chunk)}")
                 frames = {
-                    alias: _read_input(con, store, dataset, _dates(chunk))
-                    for alias, dataset in input_keys.items()
+                    alias: _read_chunk(con, store, dataset, chunk)
+                    for alias, dataset in daily.items()
                 }
+                frames.update(shared)
                 # Table-wide checks scan the table once, after the run's last chunk is written.
                 table_keys = keys if number == len(chunks) else []
                 for item in compiled:
-                    runs[item.name.name].process(con, lake, frames, chunk, table_keys)
+                    runs[item.name.name].process(con, frames, chunk, table_keys)
                 del frames
             for run in runs.values():
                 run.wait_for_replicas()
-        partitions = describe_keys(keys)
+        partitions = describe_keys(keys) if keys else SNAPSHOT
         for run in runs.values():
             context.log.info(f"{run.item.name} {partitions}: {run.summary()}")
             yield from run.results(context, keys, chunks=len(chunks))
@@ -161,11 +203,16 @@ class _StageRun:
     """What one stage accumulates over the chunks of a run."""
 
     def __init__(
-        self, item: _Compiled, store: PartitionedFiles, replicas: ThreadPoolExecutor
+        self,
+        item: _Compiled,
+        store: PartitionedFiles,
+        replicas: ThreadPoolExecutor,
+        lake: Lake | None,
     ) -> None:
         self.item = item
         self.store = store
         self.replicas = replicas
+        self.lake = lake
         self.pending: list[Future[WriteResult]] = []
         self.timings: dict[str, float] = {}
         self.rows_in = self.published_rows = self.quarantined_rows = 0
@@ -179,43 +226,50 @@ class _StageRun:
 
     def process(
         self,
-        con: Any,
-        lake: LakeResource,
+        con: duckdb.DuckDBPyConnection,
         frames: dict[str, pl.DataFrame],
-        chunk: list[str],
+        chunk: Chunk,
         table_keys: list[str],
     ) -> None:
-        item, values = self.item, _dates(chunk)
+        item = self.item
         with self._timed("build_s"):
             typed = item.stage.build(**{p: frames[p] for p in item.parameters})
         with self._timed("split_s"):
             result = split(typed, item.contract)
         with self._timed("write_s"):
-            published = self.store.replace_partitions(
-                con, item.name, result.published, partition_values=values
-            )
-            rejected = self.store.replace_partitions(
-                con, item.quarantine, result.quarantined, partition_values=values
-            )
+            published = self._write(con, item.name, result.published, chunk)
+            rejected = self._write(con, item.quarantine, result.quarantined, chunk)
         with self._timed("checks_s"):
             checks = evaluate_checks(
                 item.contract,
                 result,
                 con=con,
-                partition_keys=chunk,
+                partition_keys=chunk or [],
                 table_partition_keys=table_keys,
             )
-        self.checks.append((describe_keys(chunk), checks))
+        self.checks.append((_label(chunk), checks))
         if item.contract.publishes_to_iceberg:
-            self.pending.append(
-                self.replicas.submit(self._replicate, lake, result.published, values)
-            )
+            self.pending.append(self.replicas.submit(self._replicate, result.published, chunk))
         self._count(result, published, rejected)
-        self.published_by_key = add_day_counts(self.published_by_key, result.published, chunk)
-        self.quarantined_by_key = add_day_counts(self.quarantined_by_key, result.quarantined, chunk)
+        if chunk is not None:
+            self.published_by_key = add_day_counts(self.published_by_key, result.published, chunk)
+            self.quarantined_by_key = add_day_counts(
+                self.quarantined_by_key, result.quarantined, chunk
+            )
         # Later stages of the same chunk read these by keyword.
         frames[item.name.name] = result.published
         frames[f"typed_{item.name.name}"] = typed
+
+    def _write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        dataset: DatasetName,
+        frame: pl.DataFrame,
+        chunk: Chunk,
+    ) -> WriteResult:
+        if chunk is None:
+            return self.store.replace_table(con, dataset, frame)
+        return self.store.replace_partitions(con, dataset, frame, partition_values=_dates(chunk))
 
     def _count(self, result: SplitResult, published: WriteResult, rejected: WriteResult) -> None:
         self.rows_in += result.rows_in
@@ -224,12 +278,14 @@ class _StageRun:
         self.by_rule.update(result.quarantined_by_rule)
         self.last = (published, rejected)
 
-    def _replicate(
-        self, lake: LakeResource, published: pl.DataFrame, values: list[date]
-    ) -> WriteResult:
+    def _replicate(self, published: pl.DataFrame, chunk: Chunk) -> WriteResult:
+        assert self.lake is not None, "the lake resource is required when a contract replicates"
         with self._timed("iceberg_s"):  # on the replica thread: overlapped, not on the path
-            return lake.iceberg().replace_partitions(
-                self.item.name, published, partition_values=values
+            tables = self.lake.iceberg()
+            if chunk is None:
+                return tables.replace_table(self.item.name, published)
+            return tables.replace_partitions(
+                self.item.name, published, partition_values=_dates(chunk)
             )
 
     def wait_for_replicas(self) -> None:
@@ -256,8 +312,11 @@ class _StageRun:
     def results(
         self, context: dg.AssetExecutionContext, keys: list[str], *, chunks: int
     ) -> Iterator[Any]:
+        """The run's results: with a range of ``keys``, each day's rows on its own event and
+        the table-level entries on the last day's (``range_metadata``)."""
         assert self.last is not None, "a run has at least one chunk"
-        partitions = describe_keys(keys)
+        partitions = describe_keys(keys) if keys else SNAPSHOT
+        ranged = {"partition_range": partitions} if keys else {}
         published, rejected = self.last
         replicas: dict[str, Any] = {}
         if self.iceberg is not None:
@@ -268,7 +327,7 @@ class _StageRun:
             }
         yield dg.MaterializeResult(
             asset_key=self.item.name.asset_key,
-            metadata=range_metadata(
+            metadata=self._scoped(
                 context,
                 keys,
                 self.item.name.asset_key,
@@ -277,7 +336,7 @@ class _StageRun:
                     **published.metadata(),
                     **replicas,
                     "dagster/row_count": dg.MetadataValue.int(self.published_rows),
-                    "partition_range": partitions,
+                    **ranged,
                     "partitions": partitions,
                     "chunks": chunks,
                     "rows_in": self.rows_in,
@@ -291,7 +350,7 @@ class _StageRun:
         )
         yield dg.MaterializeResult(
             asset_key=self.item.quarantine.asset_key,
-            metadata=range_metadata(
+            metadata=self._scoped(
                 context,
                 keys,
                 self.item.quarantine.asset_key,
@@ -299,19 +358,35 @@ class _StageRun:
                 {
                     **rejected.metadata(),
                     "dagster/row_count": dg.MetadataValue.int(self.quarantined_rows),
-                    "partition_range": partitions,
+                    **ranged,
                     "partitions": partitions,
                 },
             ),
         )
         yield from merge_check_results(self.checks, partitions=partitions)
 
+    @staticmethod
+    def _scoped(
+        context: dg.AssetExecutionContext,
+        keys: list[str],
+        asset_key: dg.AssetKey,
+        by_key: dict[str, int] | None,
+        metadata: dict[str, Any],
+    ) -> dict[str, Any]:
+        if not keys:  # a snapshot: one event, everything on it
+            return metadata
+        return range_metadata(context, keys, asset_key, by_key, metadata)
 
-def _compile(stages: Sequence[Stage], inputs: Mapping[str, DatasetName]) -> list[_Compiled]:
+
+def _compile(
+    stages: Sequence[Stage],
+    inputs: Mapping[str, DatasetName],
+    references: Mapping[str, DatasetName],
+) -> list[_Compiled]:
     """Load each stage's contract and check that ``build`` asks only for available frames."""
     if not stages:
         raise ValueError("a silver step needs at least one stage")
-    available = set(inputs)
+    available = set(inputs) | set(references)
     compiled = []
     for stage in stages:
         contract = load_contract_for(stage.contract)
@@ -328,56 +403,49 @@ def _compile(stages: Sequence[Stage], inputs: Mapping[str, DatasetName]) -> list
 
 
 def _specs(item: _Compiled, known: Mapping[str, DatasetName]) -> list[dg.AssetSpec]:
+    """The published dataset (with contract metadata) and its quarantine."""
     contract, name = item.contract, item.name
     deps = [known[p].asset_key for p in item.parameters if p in known] + [
         DatasetName.from_key(key).asset_key for key in item.stage.after
     ]
     deps = list(dict.fromkeys(deps))
+    contract_tags = {k: v for k, v in contract.tags.items() if k not in DERIVED_TAGS}
     return [
         dg.AssetSpec(
             key=name.asset_key,
             deps=deps,
-            group_name=name.domain,
-            owners=[contract.owner],
             description=contract.description,
-            kinds={"polars", "duckdb"} | ({"iceberg"} if contract.publishes_to_iceberg else set()),
-            tags={"layer": name.layer, "tier": "curated", **contract.tags},
+            kinds=SILVER_KINDS | ({"iceberg"} if contract.publishes_to_iceberg else set()),
+            tags={"tier": "curated", **contract_tags},
             freshness_policy=contract.freshness_policy(),
             metadata={
-                "dagster/table_name": f"warehouse.{name.table}",
                 "dagster/column_schema": contract.column_schema(),
-                "dagster/column_lineage": _column_lineage(
-                    contract, item, known, item.stage.column_lineage
-                ),
+                "dagster/column_lineage": _column_lineage(item, known),
                 "contract": dg.MetadataValue.path(str(contract.path)),
             },
         ),
         dg.AssetSpec(
             key=item.quarantine.asset_key,
             deps=deps,
-            group_name=name.domain,
-            owners=[contract.owner],
             description=(
                 f"Rows rejected from {name} with the rule, reason, file and line: "
                 "nothing is dropped."
             ),
-            kinds={"polars", "duckdb"},
-            tags={"layer": name.layer, "tier": "quarantine", QUARANTINE_ROLE_TAG: "quarantine"},
-            metadata={"dagster/table_name": f"warehouse.{item.quarantine.table}"},
+            kinds=SILVER_KINDS,
+            tags={"tier": "quarantine"},
         ),
     ]
 
 
-def _column_lineage(
-    contract: Contract, item: _Compiled, known: Mapping[str, DatasetName], explicit: Lineage
-) -> dg.TableColumnLineage:
+def _column_lineage(item: _Compiled, known: Mapping[str, DatasetName]) -> dg.TableColumnLineage:
     """Column lineage for the table; Python assets declare theirs (dbt infers its own)."""
     sources = [known[p] for p in item.parameters if p in known]
     if not sources:
         return dg.TableColumnLineage(deps_by_column={})
     first = sources[0]
+    explicit = item.stage.column_lineage
     deps: dict[str, list[dg.TableColumnDep]] = {}
-    for column in contract.columns:
+    for column in item.contract.columns:
         declared = explicit.get(column.name)
         if declared is None:
             deps[column.name] = [
@@ -392,22 +460,41 @@ def _column_lineage(
     return dg.TableColumnLineage(deps_by_column=deps)
 
 
-def _read_input(
-    con: Any, store: PartitionedFiles, dataset: DatasetName, values: Sequence[date]
+def _plan(
+    con: duckdb.DuckDBPyConnection, store: PartitionedFiles, sizing: DatasetName, keys: list[str]
+) -> list[Chunk]:
+    """The run's chunks: partitions under the row budget, or the whole table once."""
+    if not keys:
+        return [None]
+    if store.exists(sizing):
+        sizes = store.partition_row_counts(sizing, _dates(keys))
+    else:
+        sizes = partition_row_counts(con, sizing, _dates(keys))
+    return list(plan_chunks(keys, sizes, get_settings().chunk_rows))
+
+
+def _read_chunk(
+    con: duckdb.DuckDBPyConnection, store: PartitionedFiles, dataset: DatasetName, chunk: Chunk
 ) -> pl.DataFrame:
-    """An input's partitions from the lake files, or from the warehouse for a dataset that an
-    asset outside the factories wrote there."""
+    """An input's partitions (or all of it) from the lake files, or from the warehouse for a
+    dataset that an asset outside the factories wrote there."""
+    if chunk is None:
+        return _read_whole(con, store, dataset)
     if store.exists(dataset):
-        return store.read_partitions(dataset, values)
-    return read_partitions(con, dataset, values)
+        return store.read_partitions(dataset, _dates(chunk))
+    return read_partitions(con, dataset, _dates(chunk))
 
 
-def _input_row_counts(
-    con: Any, store: PartitionedFiles, dataset: DatasetName, values: Sequence[date]
-) -> dict[str, int]:
+def _read_whole(
+    con: duckdb.DuckDBPyConnection, store: PartitionedFiles, dataset: DatasetName
+) -> pl.DataFrame:
     if store.exists(dataset):
-        return store.partition_row_counts(dataset, values)
-    return partition_row_counts(con, dataset, values)
+        return store.read_table(dataset)
+    return read_table(con, dataset)
+
+
+def _label(chunk: Chunk) -> str:
+    return SNAPSHOT if chunk is None else describe_keys(chunk)
 
 
 def _dates(keys: Sequence[str]) -> list[date]:

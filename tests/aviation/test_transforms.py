@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from assets.aviation import sources, transforms
+from data_products.lib.bronze import latest_reference_drop
 from data_products.lib.contracts import load_contract_for
 from data_products.lib.landing import read_csv_as_delivered, read_landing
 from data_products.lib.quarantine import split
-from data_products.lib.reference import latest_reference_drop
 
 DAYS = ["2013-01-01", "2013-03-09", "2013-03-10", "2013-07-01", "2013-11-02", "2013-11-03"]
 

@@ -1,5 +1,6 @@
-"""Reference snapshots (``data_products.lib.reference``): which delivered snapshot is the newest,
-and an unpartitioned bronze → contract-governed silver pair materialised in-process on a tiny
+"""Reference snapshots (the factories' unpartitioned option, ``data_products.lib.bronze`` and
+``silver``): which delivered snapshot is the newest, and an unpartitioned bronze → contract-governed
+silver pair materialised in-process on a tiny
 airlines snapshot under the test's data home (the real ``aviation.silver.airlines`` contract)."""
 
 from __future__ import annotations
@@ -10,16 +11,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from data_products.lib.bronze import REFERENCE_FOLDER, bronze_asset, latest_reference_drop
+from data_products.lib.silver import silver_asset
 
 from assets.aviation import transforms
 from data_products.lib.keys import InvalidIdentifierError
-from data_products.lib.reference import (
-    REFERENCE_FOLDER,
-    latest_reference_drop,
-    reference_bronze_asset,
-    reference_silver_asset,
-    silver_with_references,
-)
 from resources.warehouse import WarehouseResource
 
 CARRIERS = [f"C{i}" for i in range(10)]  # the contract wants at least 10 carriers
@@ -66,8 +62,8 @@ def test_names_are_validated_before_any_path_is_built(
 
 
 def _materialise(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    bronze = reference_bronze_asset("aviation", "airlines", description="airlines as delivered")
-    silver = reference_silver_asset(
+    bronze = bronze_asset("aviation", "airlines", description="airlines as delivered")
+    silver = silver_asset(
         "aviation.silver.airlines",
         inputs={"bronze": "aviation/bronze/airlines"},
         build=transforms.type_airlines,
@@ -151,7 +147,7 @@ def test_reference_silver_publishes_the_newest_snapshot_and_quarantines_its_bad_
 def test_a_daily_step_with_references_refuses_ambiguous_or_unknown_inputs() -> None:
     daily = dg.DailyPartitionsDefinition(start_date="2013-01-01")
     with pytest.raises(ValueError, match=r"aliases \['bronze'\] are both input and reference"):
-        silver_with_references(
+        silver_asset(
             "aviation.silver.flights",
             inputs={"bronze": "aviation/bronze/flights"},
             references={"bronze": "aviation/silver/airports"},
@@ -163,7 +159,7 @@ def test_a_daily_step_with_references_refuses_ambiguous_or_unknown_inputs() -> N
         return bronze
 
     with pytest.raises(ValueError, match=r"asks for \['weather'\]"):
-        silver_with_references(
+        silver_asset(
             "aviation.silver.flights",
             inputs={"bronze": "aviation/bronze/flights"},
             references={"airports": "aviation/silver/airports"},
