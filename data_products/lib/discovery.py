@@ -28,7 +28,7 @@ def apply_platform_policy(
     """Attach lineage hooks and contract SLAs to every asset, bind resources and the executor.
 
     The in-process executor is the embedded default: on a laptop it is ~4x faster than spawning a
-    process per step (STACK.md); production swaps it by configuration.
+    process per step (docs/pinned-stack.md); production swaps it by configuration.
     """
     contracts = discover_contracts()
     assets = [
