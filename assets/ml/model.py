@@ -124,7 +124,7 @@ def delay_model(
         {
             "model_version": [pointer.version],
             "artifact_path": [pointer.path],
-            "trained_at": [datetime.now(UTC).replace(tzinfo=None)],
+            "_trained_at": [datetime.now(UTC).replace(tzinfo=None)],
             "train_start": [date.fromisoformat(bundle.train_start)],
             "train_end": [date.fromisoformat(bundle.train_end)],
             "holdout_start": [date.fromisoformat(bundle.holdout_start)],
@@ -140,7 +140,7 @@ def delay_model(
         versions = pl.concat(
             [history.filter(pl.col("model_version") != pointer.version), row],
             how="vertical_relaxed",
-        ).sort("trained_at")
+        ).sort("_trained_at")
         written = replace_table(con, DELAY_MODEL, versions)
     auc, baseline = bundle.metrics["holdout_roc_auc"], bundle.metrics["baseline_roc_auc"]
     context.log.info(f"model {pointer.version}: holdout AUC {auc:.3f}, baseline {baseline:.3f}")

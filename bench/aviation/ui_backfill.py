@@ -137,7 +137,7 @@ def dagster_dev(env: Mapping[str, str], port: int, log: Path) -> Iterator[subpro
 
     SIGINT is reset to its default in the child: a process started from a background job
     inherits it ignored, and ``dagster dev`` then does not stop its daemon and code servers
-    (the `set -m` pitfall of STACK.md).
+    (the `set -m` pitfall, docs/pinned-stack.md).
     """
     command = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1"]
     command += ["-p", str(port)]

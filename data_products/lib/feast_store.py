@@ -7,7 +7,8 @@ Configuration: the registry, the SQLite online store and the file offline store 
 names ``${DATA_PRODUCTS_HOME}``; Python callers build the same configuration from the settings
 (:func:`repo_config`), and a test checks the two agree.
 
-The file (dask) offline store is used because the DuckDB one breaks with sqlglot 30 (STACK.md).
+The file (dask) offline store is used because the DuckDB one breaks with sqlglot 30, which
+dagster-dbt pulls in (docs/pinned-stack.md).
 Its historical join has two traps that :func:`point_in_time_features` works around:
 
 - it de-duplicates on (the join keys seen so far, entity timestamp), so two entity rows that

@@ -21,12 +21,12 @@ from assets.aviation.partitions import DAILY
 from data_products.lib.instance import ensure_dagster_home
 from data_products.lib.runs import SliceRun, materialize_slice
 from tests.aviation import expected
+from tests.snapshots import Snapshot, assert_same_snapshot, capture_home
 
 pytestmark = pytest.mark.slow
 
 START, END = "2013-03-09", "2013-03-11"
 FIRST, LAST = date.fromisoformat(START), date.fromisoformat(END)
-LOAD_TIME_COLUMNS = {"_ingested_at", "quarantined_at"}
 KNOWN_WARNINGS = {"flights.dest.known_airport", "flights.tailnum.known_plane"}
 
 
@@ -40,18 +40,9 @@ class Materialised:
         with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as con:
             return con.sql(f"SELECT * FROM {name}").pl()
 
-    def snapshot(self) -> dict[str, pl.DataFrame]:
-        with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as con:
-            names = con.execute(
-                "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
-                "WHERE schema_name LIKE 'aviation_%' ORDER BY 1"
-            ).fetchall()
-            frames = {}
-            for (name,) in names:
-                frame = con.sql(f"SELECT * FROM {name}").pl()
-                frame = frame.drop([c for c in frame.columns if c in LOAD_TIME_COLUMNS])
-                frames[name] = frame.sort(frame.columns, nulls_last=True)
-            return frames
+    def snapshot(self) -> Snapshot:
+        """Every aviation table and view of the warehouse, Iceberg table and Delta table."""
+        return capture_home(self.home, schema_prefix="aviation_")
 
 
 def _use_home(home: Path) -> None:
@@ -248,12 +239,10 @@ def test_weather_impact_equals_an_independent_computation(
 
 def test_rerunning_the_range_gives_identical_content(built: Materialised) -> None:
     before = built.snapshot()
+    assert any(name.startswith("duckdb:aviation_silver.") for name in before)  # Parquet views
     again = _materialise(built.instance, START, END)
     assert again.success
-    after = built.snapshot()
-    assert before.keys() == after.keys()
-    for name, frame in before.items():
-        assert frame.equals(after[name]), name
+    assert_same_snapshot(before, built.snapshot())
 
 
 def test_a_corrupted_drop_fails_blocking_checks_with_evidence(

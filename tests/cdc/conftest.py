@@ -19,6 +19,7 @@ from assets.cdc.oltp import TABLES, Workload, create_schema
 from data_products.lib.cdc.pipeline import CdcPipeline
 from data_products.lib.cdc.source import SlotSource
 from data_products.lib.postgres_server import PostgresServer, free_port, pg_bin_dir
+from tests.snapshots import Snapshot, capture
 
 
 @dataclass
@@ -58,14 +59,22 @@ class CdcEnv:
     lake: Path
     database: str
 
-    def pipeline(self) -> CdcPipeline:
-        catalog = SqlCatalog(
+    def catalog(self) -> SqlCatalog:
+        return SqlCatalog(
             "test", uri=f"sqlite:///{self.lake / 'catalog.db'}", warehouse=str(self.lake / "ice")
         )
+
+    def pipeline(self) -> CdcPipeline:
         source = SlotSource(
             self.conninfo, slot=self.database, publication=self.database, tables=TABLES
         )
-        return CdcPipeline(source, catalog, str(self.lake / "delta"), self.lake / "state.json")
+        return CdcPipeline(
+            source, self.catalog(), str(self.lake / "delta"), self.lake / "state.json"
+        )
+
+    def snapshot(self) -> Snapshot:
+        """Every Iceberg table (mirrors and histories) and Delta table of this lake."""
+        return capture(catalog=self.catalog(), delta_root=self.lake / "delta")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from tests.cdc.helpers import (
     checkpoint,
     drain,
 )
+from tests.snapshots import assert_same_snapshot
 
 
 @pytest.mark.parametrize("seed", [11, 23, 37])
@@ -59,6 +60,12 @@ def test_crash_between_sink_commit_and_slot_advance_replays_to_identical_mirrors
         pipeline.run_batch(after_sinks_commit=crash)
     assert pipeline.source.confirmed_lsn() == slot_before  # the slot did not move
     applied = {t: pipeline.sinks(t).iceberg.read() for t in pipeline.state().tables}
+    # What a restart does first: the crashed batch again. Every Iceberg table (mirrors and
+    # histories) and Delta table stays as the crashed run committed it.
+    committed = env.snapshot()
+    assert {f"delta:cdc_silver/{table}" for table in applied} <= committed.keys()
+    env.pipeline().run_batch()
+    assert_same_snapshot(committed, env.snapshot())
 
     # A second crash mid-way: Iceberg applied, Delta killed before its merge.
     env.workload.run(120, per_transaction=4)

@@ -2,9 +2,9 @@
 
 - :class:`IcebergMirror`: the source table's current rows. A batch is one pyiceberg transaction
   and one snapshot: schema union, then the files that may hold the batch's keys rewritten
-  without them plus the keys' latest images (``rewrite.KeyedRewrite``). Not ``upsert`` (STACK.md:
-  minutes for thousands of rows against millions) nor ``delete(In(keys))`` (0.5 s of expression
-  binding per 10,000 keys, two snapshots).
+  without them plus the keys' latest images (``rewrite.KeyedRewrite``). Not ``upsert``
+  (minutes for thousands of rows against millions: docs/pinned-stack.md) nor
+  ``delete(In(keys))`` (0.5 s of expression binding per 10,000 keys, two snapshots).
 - :class:`DeltaMirror`: the same rows in Delta, one ``MERGE`` with a source deduplicated per key.
 - :class:`IcebergHistory`: SCD2, every version of every row with its validity interval; closed
   versions are appended once and never rewritten, only current versions are.

@@ -1,8 +1,8 @@
 """Atomic, idempotent partition and table replaces in the DuckDB warehouse.
 
 Why our own writer instead of the dagster-duckdb IO managers: they build SQL from partition keys
-without escaping and cannot replace a partition range in one run (see STACK.md). Here one write is
-one transaction -- create/evolve the table, delete the partitions, insert the frame -- so a
+without escaping and cannot replace a partition range in one run (docs/pinned-stack.md). Here one
+write is one transaction -- create/evolve the table, delete the partitions, insert the frame -- so a
 failure anywhere leaves the previous content in place, and running the same write twice gives
 the same table.
 

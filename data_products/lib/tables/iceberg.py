@@ -1,8 +1,8 @@
 """Atomic, idempotent partition and table replaces in Iceberg tables (pyiceberg).
 
 Why not the dagster-iceberg IO manager: it fails on single-run partition ranges and reads only the
-first partition of a range (STACK.md). Why not ``upsert``: it does not scale (minutes for
-thousands of rows against millions). A partition replace is instead one pyiceberg transaction --
+first partition of a range (docs/pinned-stack.md). Why not ``upsert``: it does not scale (minutes
+for thousands of rows against millions). A partition replace is instead one pyiceberg transaction --
 schema union, delete-by-filter on the partition column, append -- committed as one metadata swap,
 so readers see either the old partitions or the new ones, and a failed write changes nothing.
 """
