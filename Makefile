@@ -42,9 +42,10 @@ test: install  ## the test suite (what CI runs)
 checks: install  ## materialise the sample ranges, run every asset check, write JUnit, fail on ERROR checks
 	$(PY) -m scripts.checks
 
-lint: install  ## ruff, definitions validation, dbt parse
+lint: install  ## ruff, import layers (import-linter), definitions validation, dbt parse
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas

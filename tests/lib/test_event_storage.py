@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
-from data_products.lib.event_storage import PooledSqliteEventLogStorage
+from data_products.lib.compat.dagster import PooledSqliteEventLogStorage
 
 from data_products.lib.instance import ensure_dagster_home
 
