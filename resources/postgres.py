@@ -1,7 +1,7 @@
 """The PostgreSQL source resource: where the CDC source database lives and how to reach it.
 
 Embedded by default: the platform runs its own server under ``<home>/postgres`` (see
-``data_products.lib.postgres_server``), started on demand. The password comes from the
+``resources.postgres_server``), started on demand. The password comes from the
 environment as ``dg.EnvVar("DATA_PRODUCTS_POSTGRES_PASSWORD")`` and is never logged, put in a
 command line or in metadata; the URI the lineage sees carries no credentials.
 """
@@ -17,9 +17,10 @@ import dagster as dg
 from pydantic import Field
 
 from data_products.lib.cdc.source import SlotSource
+from data_products.lib.compat.environment import export
 from data_products.lib.keys import validate_identifier
-from data_products.lib.postgres_server import PostgresServer
 from data_products.lib.settings import get_settings
+from resources.postgres_server import PostgresServer
 
 PASSWORD_ENV = "DATA_PRODUCTS_POSTGRES_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
@@ -84,7 +85,7 @@ def ensure_password() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(24))
-    os.environ[PASSWORD_ENV] = path.read_text().strip()
+    export(PASSWORD_ENV, path.read_text().strip())
 
 
 def postgres_resource() -> PostgresResource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from data_products.lib.runs import write_junit
+from data_products.cli.junit import write_junit
 from data_products.lib.settings import get_settings
 from scripts.slices import run_all_slices
 

@@ -8,8 +8,9 @@ from collections import Counter
 
 import duckdb
 
+from data_products.cli.junit import write_junit
+from data_products.cli.runs import SliceRun
 from data_products.lib.lineage import read_events
-from data_products.lib.runs import SliceRun, write_junit
 from data_products.lib.settings import get_settings
 from scripts.slices import run_all_slices
 

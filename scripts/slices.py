@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from data_products.cli.runs import SliceRun, materialize_slice
 from data_products.lib.domains import load_domains
 from data_products.lib.instance import ensure_dagster_home
-from data_products.lib.runs import SliceRun, materialize_slice
 
 
 def run_all_slices(*, log: bool = True) -> list[SliceRun]:

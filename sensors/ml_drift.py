@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-# Not re-exported at the top level in 1.13; the storage API that returns it is public.
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
 from assets.ml.common import DELAY_MODEL, TRAINING_SET
 from assets.ml.feature_definitions import MODEL_FEATURES
+from data_products.lib.compat.dagster import AssetCheckExecutionRecordStatus
 
 DRIFT_CHECKS = [
     dg.AssetCheckKey(TRAINING_SET.asset_key, f"drift_{feature}") for feature in MODEL_FEATURES

@@ -1,8 +1,9 @@
 """``make demo`` for CDC: start the source, load a small inventory, run a few micro-batches.
 
 Each batch is what production does: the ``cdc_slot`` sensor is evaluated (in-process here) and
-its run request -- run key and tags = LSN range -- is executed. Between batches the workload
-changes rows, then adds a column and renames one, so the demo shows schema evolution too.
+its run request -- run key and tags = LSN range -- is executed. The sensor is looked up by name
+in the definitions (``tick_and_run``), so assets never import ``sensors``. Between batches the
+workload changes rows, then adds a column and renames one, so the demo shows schema evolution.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import dagster as dg
 import psycopg
 
 from assets.cdc.oltp import Workload, create_schema
-from data_products.lib.runs import SliceRun, materialize_batch
+from data_products.cli.runs import SliceRun, tick_and_run
 from resources.postgres import PostgresResource, ensure_password, postgres_resource
-from sensors.cdc import CDC_SELECTION, cdc_slot
 
 DEMO_SEED = 2026
+SENSOR = "cdc_slot"
 
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[SliceRun]:
@@ -51,30 +52,9 @@ def _batches(
                     workload.add_column()
                     workload.rename_column()
                 workload.run(400)
-            run, cursor = _tick(defs, instance, cursor)
-            if run is not None:
-                runs.append(run)
+            batch, cursor = tick_and_run(defs, instance, SENSOR, cursor=cursor)
+            runs += batch
     return runs
-
-
-def _tick(
-    defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
-) -> tuple[SliceRun | None, str | None]:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-    )
-    result = cdc_slot(context)
-    if not isinstance(result, dg.SensorResult) or not result.run_requests:
-        return None, cursor
-    request = result.run_requests[0]
-    run = materialize_batch(
-        defs,
-        CDC_SELECTION,
-        instance=instance,
-        tags={**request.tags, "dagster/run_key": request.run_key or ""},
-        label=f"lsn {request.run_key}",
-    )
-    return run, result.cursor
 
 
 def _resume(conn: psycopg.Connection, workload: Workload) -> None:

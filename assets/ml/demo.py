@@ -11,8 +11,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.ml.common import AVIATION_FLIGHTS, AVIATION_ROTATIONS, AVIATION_WEATHER, DOMAIN
+from data_products.cli.runs import SliceRun, materialize_slice
 from data_products.lib.domains import domain
-from data_products.lib.runs import SliceRun, materialize_slice
 
 
 def _days(start: str, end: str) -> list[str]:

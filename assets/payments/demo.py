@@ -8,38 +8,23 @@ Re-running it on the same data home drains what is left and produces nothing twi
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import dagster as dg
 
 from assets.payments.produce import open_topic, produce
 from assets.payments.settlement import settlement_dir
 from assets.payments.simulator import SimulationConfig
 from assets.payments.tables import RECONCILIATION
-from data_products.lib.microbatch import tick_and_run
-from data_products.lib.runs import SliceRun, materialize_slice
+from data_products.cli.runs import SliceRun, materialize_slice, tick_and_run
+from data_products.lib.compat.environment import scoped
 
 DEMO = SimulationConfig(events=20_000, users=1_000, id_prefix="demo")
 DEMO_BATCH = 6_000
 _MAX_TICKS = 50
 
 
-@contextmanager
-def _batch_limit(records: int) -> Iterator[None]:
-    """The sensor reads its batch cap from the environment at tick time; the demo uses a small
-    one so the slice shows several batches."""
-    name = "DATA_PRODUCTS_PAYMENTS_STREAM_MAX_BATCH"
-    previous = os.environ.get(name)
-    os.environ[name] = str(records)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
+MAX_BATCH_ENV = "DATA_PRODUCTS_PAYMENTS_STREAM_MAX_BATCH"
+"""The sensor reads its batch cap from the environment at tick time; the demo uses a small one so
+the slice shows several batches."""
 
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[SliceRun]:
@@ -48,7 +33,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[SliceRu
         produce(DEMO, settlement=True, log=log)
     runs: list[SliceRun] = []
     cursor: str | None = None
-    with _batch_limit(DEMO_BATCH):
+    with scoped({MAX_BATCH_ENV: str(DEMO_BATCH)}):
         for _ in range(_MAX_TICKS):
             batch, cursor = tick_and_run(defs, instance, "payments_stream", cursor=cursor)
             if not batch:

@@ -48,8 +48,8 @@ def run(mode: str, home: Path, day: str | None) -> dict[str, object]:
     with clock.phase("load_definitions"):
         import dagster as dg
 
+        from data_products.cli.runs import materialize_slice
         from data_products.lib.instance import ensure_dagster_home
-        from data_products.lib.runs import materialize_slice
 
         ensure_dagster_home()
         if mode == "unpartitioned":

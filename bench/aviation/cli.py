@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from assets.aviation import sources
+from assets.aviation import drops
 from bench.commerce.measure import GIB, ChildRun, run_child
 from data_products.lib.bronze import REFERENCE_FOLDER
 from data_products.lib.settings import REPO_ROOT, get_settings
@@ -37,12 +37,12 @@ def _fresh(run_dir: Path, landing: Path) -> Path:
 def _unpartitioned_landing(home: Path) -> Path:
     """The year's flights and weather as one file each, plus the reference snapshots."""
     landing = home / "landing-unpartitioned"
-    folder = landing / "aviation" / REFERENCE_FOLDER / sources.REFERENCE_AS_OF
+    folder = landing / "aviation" / REFERENCE_FOLDER / drops.REFERENCE_AS_OF
     folder.mkdir(parents=True, exist_ok=True)
-    for table in (*sources.REFERENCE_TABLES, *sources.DAILY_TABLES):
+    for table in (*drops.REFERENCE_TABLES, *drops.DAILY_TABLES):
         path = folder / f"{table}.csv"
         if not path.exists():
-            path.write_bytes(sources.read_source(table))
+            path.write_bytes(drops.read_source(table))
     return landing
 
 
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if home == get_settings().home:
         parser.error("the bench home must not be the data home (it is wiped per run)")
     landing = home / "landing"
-    print(sources.land(landing, "2013-01-01", "2013-12-31").line(landing))
+    print(drops.land(landing, "2013-01-01", "2013-12-31").line(landing))
 
     print("single-run backfill of 2013-01-01...2013-12-31 …", flush=True)
     planned = args.planned_events

@@ -17,7 +17,7 @@ under cProfile, and prints:
 
 ``--env`` sets variables before Dagster is imported (e.g.
 ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true``), ``--stock-storage`` drops the
-platform's storage block (``data_products.lib.event_storage``) so Dagster's own SQLite storage
+platform's storage block (``data_products.lib.compat.dagster``) so Dagster's own SQLite storage
 is measured, and ``--instance-yaml FILE`` appends instance configuration to the dagster.yaml the
 platform writes (with ``--stock-storage`` for a ``storage:`` of its own, e.g. PostgreSQL), to
 measure instance settings without changing the platform's template.
@@ -48,7 +48,7 @@ BUCKETS: tuple[tuple[str, str, str], ...] = (
     ("event storage: SqliteEventLogStorage.store_event", "sqlite_event_log.py", "store_event"),
     (
         "event storage: batches (platform storage)",
-        "data_products/lib/event_storage.py",
+        "data_products/lib/compat/dagster.py",
         "store_event_batch",
     ),
     ("  of which SQLAlchemy create_engine", "sqlalchemy/engine/create.py", "create_engine"),
@@ -61,20 +61,24 @@ BUCKETS: tuple[tuple[str, str, str], ...] = (
         "_log_asset_planned_events",
     ),
     ("dbt gold step (dbt process + metadata)", "data_products/lib/dbt.py", "_gold"),
-    ("  of which waiting for dbt's events", "data_products/lib/dbt.py", "_finished_events"),
+    (
+        "  of which waiting for dbt's events",
+        "data_products/lib/compat/dagster_dbt.py",
+        "finished_events",
+    ),
     ("silver steps (flights, weather, references)", "data_products/lib/silver.py", "_silver"),
     ("bronze steps (daily drops, snapshots)", "data_products/lib/bronze.py", "_bronze"),
 )
 
 
 def _land(home: Path, start: str, end: str) -> None:
-    from assets.aviation import sources
+    from assets.aviation import drops
 
     landing = home / "landing"
     for child in home.iterdir() if home.exists() else []:
         if child != landing:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    print(sources.land(landing, start, end).line(landing), flush=True)
+    print(drops.land(landing, start, end).line(landing), flush=True)
 
 
 def _buckets(profile: pstats.Stats) -> list[tuple[str, float, int]]:
@@ -192,9 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     import dagster as dg
 
+    from data_products.cli.runs import materialize_slice
     from data_products.definitions import defs
     from data_products.lib.instance import ensure_dagster_home, storage_yaml
-    from data_products.lib.runs import materialize_slice
 
     dagster_home = ensure_dagster_home()
     if args.stock_storage:

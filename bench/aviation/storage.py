@@ -10,7 +10,7 @@ temporary folders, as Dagster hands them over: consecutive batchable events of o
 per event for
 
 - Dagster's ``SqliteEventLogStorage`` (its ``store_event_batch`` is a loop over ``store_event``);
-- the platform's ``PooledSqliteEventLogStorage`` (``data_products.lib.event_storage``).
+- the platform's ``PooledSqliteEventLogStorage`` (``data_products.lib.compat.dagster``).
 
 The storages see the same events in the same order, so the difference is the storage's own.
 """
@@ -74,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["DAGSTER_HOME"] = str(args.home.resolve() / "dagster_home")
 
     import dagster as dg
-    from dagster._core.storage.event_log import SqliteEventLogStorage
 
-    from data_products.lib.event_storage import PooledSqliteEventLogStorage
+    from data_products.lib.compat.dagster import (
+        PooledSqliteEventLogStorage,
+        SqliteEventLogStorage,
+    )
 
     with dg.DagsterInstance.get() as instance:
         run_id = args.run_id or instance.get_runs(limit=1)[0].run_id

@@ -177,7 +177,7 @@ def _prepare(env: Mapping[str, str], start: str, end: str) -> None:
     """A fresh instance (our dagster.yaml) and the range's drops, each by its own entry point."""
     python = sys.executable
     ensure = "from data_products.lib.instance import ensure_dagster_home; ensure_dagster_home()"
-    for command in ([python, "-c", ensure], [python, "-m", "assets.aviation.sources", start, end]):
+    for command in ([python, "-c", ensure], [python, "-m", "assets.aviation.drops", start, end]):
         subprocess.run(command, cwd=REPO_ROOT, env=dict(env), check=True)
 
 

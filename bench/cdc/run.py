@@ -20,7 +20,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from bench.commerce.clock import Clock
 from data_products.lib.cdc.pipeline import MAX_BATCH_CHANGES, BatchResult, CdcPipeline
 from data_products.lib.cdc.source import SlotSource
-from data_products.lib.postgres_server import PostgresServer, free_port
+from resources.postgres_server import PostgresServer, free_port
 
 TABLE_SQL = """
 CREATE TABLE items (

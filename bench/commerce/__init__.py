@@ -5,7 +5,7 @@ commerce drops once (outside the timed region), then runs, each in its own subpr
 memory is measured per implementation, on the same input files and into its own output:
 
 1. ``platform``: the project's assets, one single-run backfill of the ``commerce`` group through
-   ``data_products.lib.runs.materialize_slice`` on a real Dagster instance, lineage on;
+   ``data_products.cli.runs.materialize_slice`` on a real Dagster instance, lineage on;
 2. ``duckdb``: the same transforms as hand-written DuckDB SQL on one connection (the practical
    limit of this hardware);
 3. ``pandas``: the straightforward pandas implementation a typical user writes.

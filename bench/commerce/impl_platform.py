@@ -1,7 +1,7 @@
 """Implementation 1: the project's own assets, as production runs them.
 
 The whole ``commerce`` group over the range is one single-run backfill through
-``data_products.lib.runs.materialize_slice`` on a persistent Dagster instance under this run's
+``data_products.cli.runs.materialize_slice`` on a persistent Dagster instance under this run's
 data home, with file lineage on. The parent process has pointed ``DATA_PRODUCTS_HOME`` at
 ``runs/platform`` (whose ``landing`` links to the shared drops) before starting this process.
 
@@ -28,8 +28,8 @@ def run(layout: BenchLayout, bench_range: BenchRange, progress: Progress) -> dic
     started = time.perf_counter()
     import dagster as dg
 
+    from data_products.cli.runs import materialize_slice
     from data_products.lib.instance import ensure_dagster_home
-    from data_products.lib.runs import materialize_slice
     from data_products.lib.settings import get_settings
 
     settings = get_settings()

@@ -22,8 +22,8 @@ import psutil
 
 from bench.ml.latency import Latencies, time_calls
 from bench.ml.stalls import Pause, RequestTimes, attribute
-from data_products.lib.postgres_server import free_port
 from data_products.lib.settings import REPO_ROOT
+from resources.postgres_server import free_port
 
 HTTP_P99_TARGET_MS = 50.0
 
@@ -61,7 +61,7 @@ def build(home: Path, start: str, end: str, steps: Sequence[str] = STEPS) -> dic
     chosen ``steps``, then the model (a rerun of one step reuses the home's earlier ones)."""
     import dagster as dg
 
-    from assets.aviation import sources
+    from assets.aviation import drops
     from assets.ml.common import (
         AVIATION_FLIGHTS,
         AVIATION_PLANES,
@@ -74,8 +74,8 @@ def build(home: Path, start: str, end: str, steps: Sequence[str] = STEPS) -> dic
     )
     from assets.ml.demo import aviation_ready
     from assets.ml.feature_definitions import VIEWS
+    from data_products.cli.runs import materialize_slice
     from data_products.lib.instance import ensure_dagster_home
-    from data_products.lib.runs import materialize_slice
 
     ensure_dagster_home()
     from data_products.definitions import defs
@@ -96,7 +96,7 @@ def build(home: Path, start: str, end: str, steps: Sequence[str] = STEPS) -> dic
         timings[label]["gate_failures"] = failed
 
     if not aviation_ready(instance, start, end):
-        sources.land(home / "landing", start, end)
+        drops.land(home / "landing", start, end)
         inputs = dg.AssetSelection.assets(
             *(
                 n.asset_key

@@ -100,8 +100,8 @@ def run_stream(
 
     from assets.payments.stream import payments_stream_batch
     from assets.payments.tables import BRONZE
+    from data_products.cli.runs import tick_and_run
     from data_products.lib.discovery import apply_platform_policy
-    from data_products.lib.microbatch import tick_and_run
     from data_products.lib.settings import get_settings
     from resources.warehouse import WarehouseResource
     from sensors.payments_stream import payments_stream

@@ -22,30 +22,23 @@ about 4 s), with the run's partition range and the warehouse path passed as ``--
 
 # No `from __future__ import annotations`: dagster inspects the asset function's annotations
 # to find its context and resources, and does not resolve them from strings.
-import importlib.metadata
 import json
-import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._utils import pushd
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
-    DbtCliInvocation,
     DbtCliResource,
     DbtProject,
     dbt_assets,
 )
-from dagster_dbt.compat import BaseAdapter
-from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
-from packaging import version
 
+from data_products.lib.compat.dagster_dbt import PlatformDbtCliResource, finished_events
+from data_products.lib.compat.dbt_duckdb import release_warehouse
+from data_products.lib.compat.environment import scoped
 from data_products.lib.dbt_project import DBT_PROJECT, ENVIRONMENT_BIN
 from data_products.lib.keys import LAYERS, DatasetName, validate_identifier
 from data_products.lib.partitions import describe_keys, run_partition_keys
@@ -192,45 +185,10 @@ def through_ephemeral_models(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def dbt_executable() -> str:
     """The dbt-core CLI of this Python environment, named explicitly rather than found on PATH
     (see ``use_environment_dbt``): another dbt, or dbt Fusion, which dagster-dbt prefers when
-    installed, would not be the pinned dbt-core 1.11."""
+    installed, would not be the pinned dbt-core 1.11. The resource's private overrides live in
+    ``data_products.lib.compat.dagster_dbt``."""
     beside_python = ENVIRONMENT_BIN / "dbt"
     return str(beside_python) if beside_python.exists() else "dbt"
-
-
-_log = logging.getLogger(__name__)
-
-
-class PlatformDbtCliResource(DbtCliResource):
-    """dagster-dbt's CLI resource with two start-up costs taken off the run's critical path.
-
-    Before it starts dbt, ``DbtCliResource.cli`` runs ``dbt --version`` in a subprocess (2.0 s)
-    and builds an in-process dbt adapter (3.7 s, most of it loading every macro), which it needs
-    only after the run, to read row counts and column schemas. Profiled on the 7-day commerce
-    benchmark, that was 5.6 s of serial wall time in every gold step. Here the version is read
-    from the installed dbt-core when the executable is this environment's own, and
-    :meth:`cli_overlapped` builds the adapter while the dbt process runs.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if self.dbt_executable == str(ENVIRONMENT_BIN / "dbt"):
-            return version.parse(importlib.metadata.version("dbt-core"))
-        return super()._cli_version
-
-    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:
-        return None  # built by cli_overlapped once the dbt process has started
-
-    def cli_overlapped(
-        self, args: Sequence[str], *, context: dg.AssetExecutionContext, target_path: Path
-    ) -> DbtCliInvocation:
-        """``cli(args)``, then the metadata adapter, built while dbt parses and runs."""
-        invocation = self.cli(args, context=context, target_path=target_path)
-        with pushd(str(self.project_dir)):
-            try:
-                invocation.adapter = DbtCliResource._initialize_dbt_core_adapter(self, args)
-            except Exception:  # as dagster-dbt does: the run goes on without row counts
-                _log.warning("could not create the dbt adapter for metadata", exc_info=True)
-        return invocation
 
 
 def dbt_resource(project: DbtProject = DBT_PROJECT) -> PlatformDbtCliResource:
@@ -264,74 +222,6 @@ def dbt_range_env(partition_keys: Sequence[str]) -> dict[str, str | None]:
         return dict.fromkeys(RANGE_ENV)
     days = sorted(key[:10] for key in partition_keys)  # hourly keys cover their days
     return dict(zip(RANGE_ENV, (days[0], days[-1]), strict=True))
-
-
-@contextmanager
-def _process_environment(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or unset, for ``None``) variables while the dbt process is spawned, then restore.
-
-    ``DbtCliResource.cli`` copies ``os.environ`` into the subprocess when it starts it and has no
-    per-call environment; steps of a run execute one at a time, so the window is safe.
-    """
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def release_warehouse(invocation: DbtCliInvocation) -> None:
-    """Close the DuckDB connection dagster-dbt's in-process adapter keeps after a run.
-
-    Row counts and column metadata are read through a dbt adapter opened read-only in *this*
-    process, and dbt-duckdb caches that database handle at class level for the life of the
-    process. Left open, it locks every other process out of writing the warehouse and makes
-    any differently configured connection in this one (the next asset's write) fail with
-    "Can't open a connection to same database file with a different configuration".
-    dbt-duckdb has no public close, hence the private ``_ENV``.
-    """
-    adapter = invocation.adapter
-    if adapter is None:
-        return
-    adapter.cleanup_connections()
-    manager = type(adapter.connections)
-    environment = getattr(manager, "_ENV", None)
-    if environment is not None:
-        environment.close()
-        manager.close_all_connections()
-
-
-def _finished_events(invocation: DbtCliInvocation) -> Iterator[Any]:
-    """The run's events once dbt has exited, with row counts and column metadata attached.
-
-    Why not ``invocation.stream().fetch_row_counts().fetch_column_metadata()``: those wrap the
-    stream in dagster's ``imap``, whose consumer loop polls ``Future.done()`` without waiting
-    while the queue is empty, i.e. it spins a CPU core for the whole dbt run (8 million polls in
-    one 7-day benchmark run); on two cores that halves DuckDB's speed inside dbt. For DuckDB,
-    dagster-dbt waits for the process to exit before fetching anything anyway (the warehouse
-    has a single writer), so nothing is lost by draining the stream first: the fetches then run
-    over a finished list and return at once. Events produced before a failure are still
-    reported, then the failure is raised, as dagster-dbt does.
-    """
-    events: list[Any] = []
-    failure: Exception | None = None
-    try:
-        events.extend(invocation.stream())
-    except Exception as exc:
-        failure = exc
-    enriched = DbtEventIterator(iter(events), invocation)
-    yield from enriched.fetch_row_counts().fetch_column_metadata()
-    if failure is not None:
-        raise failure
 
 
 def _with_run_metadata(
@@ -416,13 +306,13 @@ def domain_dbt_assets(
         # that share it.
         target_path = get_settings().home / "dbt" / "target" / domain
         args = [*BUILD_ARGS, "--vars", json.dumps(dbt_vars)]
-        with _process_environment(range_env):
+        with scoped(range_env):  # dbt reads the days from its environment
             if isinstance(dbt, PlatformDbtCliResource):
                 invocation = dbt.cli_overlapped(args, context=context, target_path=target_path)
             else:
                 invocation = dbt.cli(args, context=context, target_path=target_path)
         try:
-            yield from _with_run_metadata(_finished_events(invocation), run_metadata, context, keys)
+            yield from _with_run_metadata(finished_events(invocation), run_metadata, context, keys)
         finally:
             release_warehouse(invocation)
 

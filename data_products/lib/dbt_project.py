@@ -9,12 +9,12 @@ model edits show up without a separate step; anywhere else it must have been pre
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from data_products.lib.compat.environment import prepend_to_path
 from data_products.lib.settings import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -31,11 +31,8 @@ def use_environment_dbt() -> None:
     ``.venv/bin/dagster dev`` or ``.venv/bin/pytest`` without an activated environment, PATH has
     no dbt at all; with another dbt on PATH it would parse with the wrong version. Idempotent.
     """
-    if not (ENVIRONMENT_BIN / "dbt").exists():
-        return
-    path = os.environ.get("PATH", "")
-    if path.split(os.pathsep)[0] != str(ENVIRONMENT_BIN):
-        os.environ["PATH"] = os.pathsep.join([str(ENVIRONMENT_BIN), path])
+    if (ENVIRONMENT_BIN / "dbt").exists():
+        prepend_to_path(str(ENVIRONMENT_BIN))
 
 
 use_environment_dbt()

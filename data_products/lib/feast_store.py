@@ -330,7 +330,8 @@ def _join_on_rows(
     readers and the online store keep the real source.
     """
     from feast import FileSource
-    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    from data_products.lib.compat.feast import offline_store as configured_offline_store
 
     registered: FeatureView = store.get_feature_view(view)
     source = registered.batch_source
@@ -347,7 +348,7 @@ def _join_on_rows(
             created_timestamp_column=source.created_timestamp_column,
             field_mapping=source.field_mapping,
         )
-        offline_store = get_offline_store_from_config(store.config.offline_store)
+        offline_store = configured_offline_store(store.config)
         return offline_store.get_historical_features(
             config=store.config,
             feature_views=[bounded],

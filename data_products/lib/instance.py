@@ -4,9 +4,9 @@ scripts and ``dagster dev`` share one instance and every run shows in the UI."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from data_products.lib.compat.environment import export
 from data_products.lib.settings import Settings, get_settings
 
 
@@ -19,10 +19,10 @@ def storage_yaml(dagster_home: Path) -> str:
     return f"""\
 # Dagster's SQLite storage (same files) with an event log that keeps its connections open and
 # writes event batches in one transaction: a year's single-run backfill writes ~12,000 events,
-# which cost 7-10 ms of CPU each in the stock storage (see data_products.lib.event_storage).
+# which cost 7-10 ms of CPU each in the stock storage (see data_products.lib.compat.dagster).
 storage:
   custom:
-    module: data_products.lib.event_storage
+    module: data_products.lib.compat.dagster
     class: PooledSqliteStorage
     config:
       base_dir: {json.dumps(str(dagster_home))}
@@ -58,14 +58,5 @@ def ensure_dagster_home(settings: Settings | None = None) -> Path:
     text = _DAGSTER_YAML.format(storage=storage_yaml(home))
     if not config.exists() or config.read_text() != text:
         config.write_text(text)
-    os.environ["DAGSTER_HOME"] = str(home)
+    export("DAGSTER_HOME", str(home))
     return home
-
-
-if __name__ == "__main__":
-    # `make install`: the instance, and the embedded PostgreSQL's password file (see
-    # resources.postgres.ensure_password), so `make dev` can export it before the UI starts.
-    from resources.postgres import ensure_password
-
-    ensure_password()
-    print(ensure_dagster_home())

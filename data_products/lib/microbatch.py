@@ -30,7 +30,6 @@ from pydantic import Field
 
 from data_products.lib.eventlog import EventLog, EventLogError, OffsetRange
 from data_products.lib.keys import validate_identifier
-from data_products.lib.runs import SliceRun, collect_run
 
 STATE_SCHEMA = "stream_state"
 TOPIC_TAG = "microbatch/topic"
@@ -344,41 +343,3 @@ def _oldest_append_ms(
         and (ms := log.append_ms_at(p, committed.get(p, 0))) is not None
     ]
     return min(times) if times else None
-
-
-# ------------------------------------------------------------------------------------------------
-# Driving batches in-process (demo, tests, benchmark)
-
-
-def tick_and_run(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    sensor_name: str,
-    *,
-    cursor: str | None = None,
-) -> tuple[list[SliceRun], str | None]:
-    """One sensor tick, then every run it requested executed in-process (what the daemon and a
-    run launcher do in production). Returns the runs and the sensor's new cursor."""
-    sensor = defs.resolve_sensor_def(sensor_name)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, sensor_name=sensor_name
-    )
-    result = sensor.evaluate_tick(context)
-    job = defs.resolve_implicit_global_asset_job_def()
-    runs = []
-    for request in result.run_requests or []:
-        outcome = job.execute_in_process(
-            instance=instance,
-            run_config=request.run_config,
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
-            asset_selection=list(request.asset_selection or []),
-            raise_on_error=False,
-        )
-        runs.append(
-            collect_run(
-                outcome,
-                list(request.asset_selection or []),
-                label=request.tags.get(RANGES_TAG, ""),
-            )
-        )
-    return runs, result.cursor if result.cursor is not None else cursor

@@ -16,10 +16,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from assets.aviation import sources
+from assets.aviation import drops
 from assets.aviation.partitions import DAILY
+from data_products.cli.runs import SliceRun, materialize_slice
 from data_products.lib.instance import ensure_dagster_home
-from data_products.lib.runs import SliceRun, materialize_slice
 from tests.aviation import expected
 from tests.snapshots import Snapshot, assert_same_snapshot, capture_home
 
@@ -80,7 +80,7 @@ def env_guard() -> Iterator[None]:
 def built(tmp_path_factory: pytest.TempPathFactory, env_guard: None) -> Iterator[Materialised]:
     home = tmp_path_factory.mktemp("aviation")
     _use_home(home)
-    sources.land(home / "landing", START, END)
+    drops.land(home / "landing", START, END)
     # The platform's own instance (data_products.lib.instance), not a stock test instance: what
     # the run records is read back from the storage the UI reads.
     with dg.DagsterInstance.get() as instance:
@@ -251,7 +251,7 @@ def test_a_corrupted_drop_fails_blocking_checks_with_evidence(
     home = tmp_path / "corrupt"
     _use_home(home)
     day = "2013-05-02"
-    sources.land(home / "landing", day, day)
+    drops.land(home / "landing", day, day)
     drop = home / "landing/aviation" / day / "flights.csv"
     frame = pl.read_csv(drop, infer_schema=False)
     # A mislabelled drop: every row says it departed a day later than the drop's day.

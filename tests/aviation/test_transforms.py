@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from assets.aviation import sources, transforms
+from assets.aviation import drops, transforms
 from data_products.lib.bronze import latest_reference_drop
 from data_products.lib.contracts import load_contract_for
 from data_products.lib.landing import read_csv_as_delivered, read_landing
@@ -24,7 +24,7 @@ DAYS = ["2013-01-01", "2013-03-09", "2013-03-10", "2013-07-01", "2013-11-02", "2
 def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("landing")
     for day in DAYS:
-        sources.land(root, day, day)
+        drops.land(root, day, day)
     return root
 
 

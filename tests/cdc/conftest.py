@@ -18,7 +18,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from assets.cdc.oltp import TABLES, Workload, create_schema
 from data_products.lib.cdc.pipeline import CdcPipeline
 from data_products.lib.cdc.source import SlotSource
-from data_products.lib.postgres_server import PostgresServer, free_port, pg_bin_dir
+from resources.postgres_server import PostgresServer, free_port, pg_bin_dir
 from tests.snapshots import Snapshot, capture
 
 

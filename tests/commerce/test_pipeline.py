@@ -20,9 +20,9 @@ import polars as pl
 import pytest
 
 from assets.commerce.generator import generate
+from data_products.cli.runs import SliceRun, materialize_slice
 from data_products.lib.instance import ensure_dagster_home
 from data_products.lib.lineage import read_events
-from data_products.lib.runs import SliceRun, materialize_slice
 from tests.commerce import expected_gold as expected
 from tests.commerce.test_gold import assert_same_rows
 from tests.snapshots import assert_same_snapshot, capture_home

@@ -98,7 +98,7 @@ def test_gold_runs_as_one_single_run_backfill_in_the_warehouse_pool(
 
 
 def test_warehouse_pool_is_the_platform_pool() -> None:
-    from data_products.lib.products import WAREHOUSE_POOL as PLATFORM_POOL
+    from data_products.lib.policy import WAREHOUSE_POOL as PLATFORM_POOL
 
     assert WAREHOUSE_POOL == PLATFORM_POOL
 

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from data_products.lib.event_storage import PooledSqliteEventLogStorage
+from data_products.lib.compat.dagster import PooledSqliteEventLogStorage
 from data_products.lib.instance import ensure_dagster_home
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-11")

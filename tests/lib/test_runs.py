@@ -10,8 +10,9 @@ from xml.etree import ElementTree as ET
 
 import dagster as dg
 
+from data_products.cli.junit import write_junit
+from data_products.cli.runs import CheckOutcome, SliceRun, materialize_slice
 from data_products.lib.partitions import daily
-from data_products.lib.runs import CheckOutcome, SliceRun, materialize_slice, write_junit
 
 
 def _check(name: str, *, passed: bool, severity: str = "ERROR") -> CheckOutcome:

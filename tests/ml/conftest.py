@@ -17,10 +17,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from assets.aviation import sources
+from assets.aviation import drops
 from assets.ml.common import AVIATION_FLIGHTS, AVIATION_PLANES, AVIATION_ROTATIONS, AVIATION_WEATHER
+from data_products.cli.runs import SliceRun, materialize_slice
 from data_products.lib.instance import ensure_dagster_home
-from data_products.lib.runs import SliceRun, materialize_slice
 
 START, END = "2013-01-01", "2013-01-04"
 AVIATION_INPUTS = dg.AssetSelection.assets(
@@ -61,7 +61,7 @@ def ml_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlDomain]:
     try:
         from data_products.definitions import defs
 
-        sources.land(home / "landing", START, END)
+        drops.land(home / "landing", START, END)
         with dg.instance_for_test() as instance:
 
             def run(selection: dg.AssetSelection) -> SliceRun:

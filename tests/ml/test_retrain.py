@@ -17,8 +17,8 @@ import pytest
 
 from assets.ml.common import DELAY_MODEL, TRAINING_SET
 from assets.ml.feature_definitions import VIEWS_BY_NAME
+from data_products.cli.runs import materialize_slice
 from data_products.lib.feast_store import feature_exports
-from data_products.lib.runs import materialize_slice
 from sensors.ml_drift import RETRAIN_REASON_TAG, ml_drift_retrain
 from tests.ml.conftest import MlDomain
 

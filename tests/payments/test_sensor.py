@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 import assets.payments.batch as batch_module
 from assets.payments.stream import payments_stream_batch
 from assets.payments.tables import BRONZE, CARD_EVENTS, FEATURES
-from data_products.lib.microbatch import tick_and_run
+from data_products.cli.runs import tick_and_run
 from data_products.lib.settings import get_settings
 from resources.warehouse import WarehouseResource
 from sensors.payments_stream import payments_stream

@@ -1,4 +1,5 @@
-"""A PostgreSQL server the platform starts and stops itself: the CDC source, tests and benchmarks.
+"""The embedded PostgreSQL server behind ``resources.postgres``, started and stopped by the
+platform itself: the CDC source, tests and benchmarks.
 
 Why our own server rather than a system service: the platform is offline-first and embedded, so
 the source database lives under the data home (``<home>/postgres``) like everything else, on a

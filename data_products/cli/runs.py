@@ -1,17 +1,18 @@
-"""Materialising a slice of the mesh and collecting what every check said.
+"""Materialising a slice of the mesh in-process and collecting what every check said.
 
-Shared by ``make demo`` (human summary) and ``make checks`` (JUnit for CI gates), so both judge a
-run the same way: a run fails when any ERROR-severity check fails or any step fails.
+Shared by ``make demo`` (human summary), ``make checks`` (JUnit for CI gates, see
+``data_products.cli.junit``), the domains' demo runners, tests and benchmarks, so all of them
+judge a run the same way: a run fails when any ERROR-severity check fails or any step fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from xml.etree import ElementTree as ET
 
 import dagster as dg
+
+from data_products.lib.microbatch import RANGES_TAG
 
 
 @dataclass(frozen=True)
@@ -174,31 +175,44 @@ def _text(value: dg.MetadataValue) -> str:
     return raw if isinstance(raw, str) else str(raw)
 
 
-def write_junit(runs: Sequence[SliceRun], path: Path) -> Path:
-    """JUnit XML: one test case per check evaluation, failures for ERROR checks that failed,
-    plus one case per failed or skipped asset, so a CI system can gate on it."""
-    suites = ET.Element("testsuites", name="data-products checks")
-    for run in runs:
-        failures = 0
-        suite = ET.SubElement(suites, "testsuite", name=f"run {run.run_id} {run.partitions}")
-        for check in run.checks:
-            case = ET.SubElement(
-                suite, "testcase", classname=check.asset.replace("/", "."), name=check.check
-            )
-            if not check.passed:
-                tag = "failure" if check.severity == "ERROR" else "skipped"
-                failures += tag == "failure"
-                node = ET.SubElement(case, tag, message=check.description[:500])
-                node.text = "\n".join(f"{k}: {v}" for k, v in check.metadata.items())
-        for step in run.failed_steps:
-            failures += 1
-            case = ET.SubElement(suite, "testcase", classname="steps", name=step)
-            ET.SubElement(case, "failure", message=f"step {step} failed")
-        for asset in run.skipped_assets:
-            case = ET.SubElement(suite, "testcase", classname="assets", name=asset)
-            ET.SubElement(case, "skipped", message="not materialised (upstream failed or blocked)")
-        suite.set("tests", str(len(suite)))
-        suite.set("failures", str(failures))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
-    return path
+def tick_and_run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sensor_name: str,
+    *,
+    cursor: str | None = None,
+) -> tuple[list[SliceRun], str | None]:
+    """One tick of the sensor ``sensor_name``, then every run it requested executed in-process
+    (what the daemon and a run launcher do in production). Returns the runs and the sensor's new
+    cursor. A request without an asset selection runs the sensor's own selection, as the daemon
+    does; a run is labelled by its micro-batch ranges (``microbatch/ranges``), else its run key.
+    """
+    sensor = defs.resolve_sensor_def(sensor_name)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, sensor_name=sensor_name
+    )
+    result = sensor.evaluate_tick(context)
+    job = defs.resolve_implicit_global_asset_job_def()
+    default_selection: list[dg.AssetKey] = []
+    if sensor.asset_selection is not None:
+        default_selection = sorted(
+            sensor.asset_selection.resolve(defs.resolve_asset_graph()),
+            key=lambda key: key.to_user_string(),
+        )
+    runs = []
+    for request in result.run_requests or []:
+        selection = (
+            list(request.asset_selection)
+            if request.asset_selection is not None
+            else default_selection
+        )
+        outcome = job.execute_in_process(
+            instance=instance,
+            run_config=request.run_config,
+            tags={**request.tags, "dagster/run_key": request.run_key or ""},
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+        label = request.tags.get(RANGES_TAG) or f"run key {request.run_key}"
+        runs.append(collect_run(outcome, selection, label=label))
+    return runs, result.cursor if result.cursor is not None else cursor

@@ -1,5 +1,12 @@
-"""The local instance's storage: Dagster's SQLite storage with an event log that keeps its
-connections and writes batches in one transaction.
+"""Dagster internals (written against dagster 1.13.27): the local instance's storage, and one
+enum Dagster does not re-export.
+
+``tests/lib/test_compat.py`` fails when the installed dagster is not the version below, and when
+a private name used here has moved or changed its signature: re-check this module then.
+
+1. ``PooledSqliteStorage``: Dagster's SQLite storage with an event log that keeps its
+connections and writes batches in one transaction (about fifteen private imports: the storage
+classes, their schema tables and helpers are not public API).
 
 Why: a single-run backfill writes one ``ASSET_MATERIALIZATION`` per asset per partition and, by
 default, one ``ASSET_MATERIALIZATION_PLANNED`` per asset per partition (the aviation year: about
@@ -29,6 +36,10 @@ instances read them unchanged):
 - Dagster hands batches to the storage only when ``DAGSTER_EVENT_BATCH_SIZE`` > 0: the storage
   sets it (unless the environment already does) when it is built, so every process that loads
   this instance, CLI runs and daemon-launched runs alike, batches.
+
+2. ``AssetCheckExecutionRecordStatus``: the status of the records the public
+``event_log_storage.get_latest_asset_check_execution_by_key`` returns, not re-exported at the
+top level in 1.13 (``sensors/ml_drift.py`` compares against it).
 """
 
 from __future__ import annotations
@@ -67,6 +78,19 @@ from dagster._serdes import ConfigurableClassData, serialize_value
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from data_products.lib.compat.environment import set_default
+
+WRITTEN_AGAINST = "1.13.27"
+"""The dagster version this module's private names were read from."""
+
+__all__ = [
+    "WRITTEN_AGAINST",
+    "AssetCheckExecutionRecordStatus",
+    "PooledSqliteEventLogStorage",
+    "PooledSqliteStorage",
+    "SqliteEventLogStorage",
+]
+
 EVENT_BATCH_SIZE = "1000"
 """Events Dagster buffers per batch (one step output's partitions, a run's planned events)."""
 
@@ -102,7 +126,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._known_tables: set[str] = set()
         self._known_asset_key_columns: set[str] = set()
         super().__init__(base_dir, inst_data=inst_data)
-        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        set_default("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
     def _engine(self, shard: str) -> Engine:
         """The kept engine of ``shard`` (called under ``_db_lock``, so no connection is out)."""

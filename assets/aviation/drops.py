@@ -140,10 +140,10 @@ def land_demo_drops(start: str, end: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m assets.aviation.sources [START END]``: land a range (default: all of 2013)."""
+    """``python -m assets.aviation.drops [START END]``: land a range (default: all of 2013)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m assets.aviation.sources")
+    parser = argparse.ArgumentParser(prog="python -m assets.aviation.drops")
     parser.add_argument("start", nargs="?", default=FIRST_DAY.isoformat())
     parser.add_argument("end", nargs="?", default=LAST_DAY.isoformat())
     args = parser.parse_args(argv)
