@@ -12,11 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from data_products.lib.products import QUARANTINE_ROLE_TAG
 
 from data_products.lib.contracts import discover_contracts
 from data_products.lib.domains import load_domains
 from data_products.lib.keys import LAYERS, DatasetName
+from data_products.lib.policy import DERIVED_TAGS, QUARANTINE_ROLE_TAG, TABLE_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,69 @@ def test_every_published_dataset_has_a_contract_and_every_contract_an_asset(
     }
     assert published - set(contracts) == set(), "datasets without a contract"
     assert set(contracts) - set(specs) == set(), "contracts without an asset"
+
+
+@pytest.fixture(scope="module")
+def unpolicied() -> dg.Definitions:
+    """What the domains declare, before ``apply_platform_policy`` derives anything."""
+    import assets
+    import sensors
+    from data_products.lib.discovery import discover
+
+    return discover(assets, sensors)
+
+
+def test_domains_leave_every_derivable_field_to_platform_policy(
+    unpolicied: dg.Definitions,
+) -> None:
+    """Group, owner, layer and role tags, table name, pool and backfill policy follow from the
+    key, the domain descriptor and the asset's resources (``data_products.lib.policy``): an asset
+    that sets one by hand states a second time what policy already knows, and drifts."""
+    found = [
+        a for a in unpolicied.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)
+    ]
+    assert found
+    by_hand: list[str] = []
+    for item in found:
+        specs = [item] if isinstance(item, dg.AssetSpec) else list(item.specs)
+        for spec in specs:
+            key = spec.key.to_user_string()
+            dbt = "dbt" in spec.kinds  # dagster-dbt fills some fields itself; dbt.py sets none
+            if spec.group_name not in (None, "default"):
+                by_hand.append(f"{key}: group_name")
+            if spec.owners:
+                by_hand.append(f"{key}: owners")
+            by_hand += [f"{key}: tag {t}" for t in DERIVED_TAGS if t in spec.tags]
+            if TABLE_NAME in spec.metadata and not dbt:
+                by_hand.append(f"{key}: {TABLE_NAME}")
+        if isinstance(item, dg.AssetsDefinition) and item.is_executable:
+            name = item.node_def.name
+            if getattr(item.node_def, "pool", None):
+                by_hand.append(f"{name}: pool")
+            if item.backfill_policy is not None and not any("dbt" in s.kinds for s in item.specs):
+                by_hand.append(f"{name}: backfill_policy")
+    assert by_hand == []
+
+
+def test_policy_gives_warehouse_assets_the_pool_and_every_asset_a_single_run_backfill(
+    defs: dg.Definitions,
+) -> None:
+    for item in defs.assets or []:
+        if not isinstance(item, dg.AssetsDefinition) or not item.is_executable:
+            continue
+        uses_warehouse = "warehouse" in item.required_resource_keys
+        assert item.op.pool == ("warehouse" if uses_warehouse else None), item.node_def.name
+        assert item.backfill_policy == dg.BackfillPolicy.single_run(), item.node_def.name
+        for spec in item.specs:
+            table = spec.metadata.get(TABLE_NAME)
+            expected = f"warehouse.{DatasetName.from_key(spec.key).table}"
+            assert (table == expected) if uses_warehouse else table is None, spec.key
+
+
+def test_owners_come_from_the_domain_descriptor(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:
+    domains = load_domains()
+    for key, spec in specs.items():
+        assert spec.owners == [domains[DatasetName.from_key(key).domain].owner], key
 
 
 def test_domain_output_ports_exist(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:

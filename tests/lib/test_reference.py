@@ -11,11 +11,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from data_products.lib.bronze import REFERENCE_FOLDER, bronze_asset, latest_reference_drop
-from data_products.lib.silver import silver_asset
 
 from assets.aviation import transforms
+from data_products.lib.bronze import REFERENCE_FOLDER, bronze_asset, latest_reference_drop
 from data_products.lib.keys import InvalidIdentifierError
+from data_products.lib.silver import silver_asset
 from resources.warehouse import WarehouseResource
 
 CARRIERS = [f"C{i}" for i in range(10)]  # the contract wants at least 10 carriers
