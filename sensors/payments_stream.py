@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import duckdb
 
-from assets.payments.reference import CONSUMER, TOPIC
+from assets.payments.reference import CONSUMER, MAX_BATCH_RECORDS, TOPIC
 from assets.payments.stream import OP_NAME, STREAM_KEYS
 from data_products.lib.microbatch import committed_ends, microbatch_sensor
 from data_products.lib.settings import get_settings
-
-MAX_BATCH_RECORDS = 800_000
-"""Backpressure: one run never takes more than this (override: DATA_PRODUCTS_PAYMENTS_STREAM_
-MAX_BATCH); DATA_PRODUCTS_PAYMENTS_STREAM_MAX_RATE caps how fast a backlog drains. A run takes
-whatever arrived since the last one, up to this: large enough that a backlog is drained in runs
-whose fixed cost (about 1-2 CPU s: checks, run events, the checkpoint at close) is spread over
-many records. A consumer that keeps up takes smaller batches: what arrived during the last run."""
 
 
 def read_committed(consumer: str, topic: str, partitions: int) -> dict[int, int] | None:

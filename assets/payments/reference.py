@@ -9,6 +9,12 @@ PARTITIONS = 4
 ALLOWED_LATENESS_S = 120
 """Watermark: an event is admitted while its event time is at most this far behind the stream
 time of its partition; later events go to ``payments/silver/late_events``."""
+MAX_BATCH_RECORDS = 800_000
+"""Backpressure: one run never takes more than this (override: DATA_PRODUCTS_PAYMENTS_STREAM_
+MAX_BATCH); DATA_PRODUCTS_PAYMENTS_STREAM_MAX_RATE caps how fast a backlog drains. A run takes
+whatever arrived since the last one, up to this: large enough that a backlog is drained in runs
+whose fixed cost (about 1-2 CPU s: checks, run events, the checkpoint at close) is spread over
+many records. A consumer that keeps up takes smaller batches: what arrived during the last run."""
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1m", 60), ("5m", 300), ("1h", 3600))
 HISTORY_MIN_EVENTS = 3

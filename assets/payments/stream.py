@@ -27,7 +27,13 @@ import polars as pl
 from assets.payments.alerts import PRECISION_TARGET, RECALL_TARGET, evaluate_alerts
 from assets.payments.batch import BatchReport, process_batch, stored_ids_sql
 from assets.payments.ledger import balance_report
-from assets.payments.reference import ALLOWED_LATENESS_S, CONSUMER, DOMAIN, TOPIC
+from assets.payments.reference import (
+    ALLOWED_LATENESS_S,
+    CONSUMER,
+    DOMAIN,
+    MAX_BATCH_RECORDS,
+    TOPIC,
+)
 from assets.payments.tables import (
     ALERTS,
     BRONZE,
@@ -211,8 +217,6 @@ def payments_stream_batch(
 
 def _next_batch(con: duckdb.DuckDBPyConnection, log: EventLog) -> list[OffsetRange]:
     """A run launched without ranges (from the UI) takes the batch the sensor would request."""
-    from sensors.payments_stream import MAX_BATCH_RECORDS
-
     limits = StreamLimits.from_env(
         CONSUMER, max_batch_records=MAX_BATCH_RECORDS, max_records_per_second=None
     )
