@@ -20,7 +20,6 @@ from data_products.lib.contracts.loader import (
 from data_products.lib.contracts.model import (
     DEFAULT_THRESHOLD_PCT,
     PLATFORM_COLUMNS,
-    ROW_KINDS,
     Column,
     Comparison,
     Contract,
@@ -35,7 +34,6 @@ __all__ = [
     "ENGINE",
     "PLATFORM_CHECK_NAMES",
     "PLATFORM_COLUMNS",
-    "ROW_KINDS",
     "Column",
     "Comparison",
     "Contract",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,31 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 import polars as pl
 
-from data_products.lib.keys import DatasetName
+from data_products.lib.keys import DatasetName, InvalidIdentifierError, validate_identifier
 
 if TYPE_CHECKING:
     import pandera.polars as pa
     from open_data_contract_standard.model import OpenDataContractStandard
 
-RuleKind = Literal[
-    "required",
-    "type",
-    "pattern",
-    "valid_values",
-    "range",
-    "encoding",
-    "flag",
-    "unique",
-    "row_count",
-    "sql",
-    "primary_key",
-]
+    from data_products.lib.contracts.registry import Kind
+
+RuleKind = str
+"""The name of a registered rule kind (``data_products.lib.contracts.registry``)."""
 Severity = Literal["error", "warning"]
 
-ROW_KINDS: frozenset[str] = frozenset(
-    {"required", "type", "pattern", "valid_values", "range", "encoding", "flag"}
-)
-"""Kinds evaluated per input row by the quarantine split; the others are table-level checks."""
+PRIMARY_KEY_KIND = "primary_key"
 
 DEFAULT_THRESHOLD_PCT = 5.0
 """Share of failing rows a rule tolerates before its check fails. Real drops are messy: a few bad
@@ -132,10 +120,9 @@ class Comparison:
 class Rule:
     """One quality rule of a contract, with everything needed to evaluate and report it.
 
-    Row kinds (``required``, ``type``, ``pattern``, ``valid_values``, ``range``, ``encoding``,
-    ``flag``) are evaluated per input row; an ``error`` rule quarantines failing rows, a
-    ``warning`` rule keeps them and reports them. Each rule's asset check passes while the share
-    of failing rows stays at or under ``threshold_pct``.
+    Row kinds (``kind_spec.row_rule``) are evaluated per input row; an ``error`` rule
+    quarantines failing rows, a ``warning`` rule keeps them and reports them. Each rule's asset
+    check passes while the share of failing rows stays at or under ``threshold_pct``.
     """
 
     id: str
@@ -168,47 +155,32 @@ class Rule:
         return self.id.replace(".", "__")
 
     @property
+    def kind_spec(self) -> Kind:
+        """The registered kind that compiles, evaluates and describes this rule."""
+        from data_products.lib.contracts.registry import kind
+
+        return kind(self.kind)
+
+    @property
     def is_row_rule(self) -> bool:
-        return self.kind in ROW_KINDS
+        return self.kind_spec.row_rule
 
     def constraint_text(self) -> str:
         """The constraint in words, for column schemas, check descriptions and reasons."""
-        if self.kind == "required":
-            return "required"
-        if self.kind == "type":
-            return f"parses as {self.expected_type}"
-        if self.kind == "pattern":
-            return f"matches {self.pattern}"
-        if self.kind == "valid_values":
-            return "in [" + ", ".join(str(v) for v in self.values) + "]"
-        if self.kind == "range":
-            return _range_text(self)
-        if self.kind == "encoding":
-            return "valid UTF-8 (no U+FFFD)"
-        if self.kind == "flag":
-            return self.message or f"{self.flag} is true"
-        if self.kind in ("unique", "primary_key"):
-            return "unique (" + ", ".join(self.columns or (self.column or "",)) + ")"
-        if self.kind in ("row_count", "sql"):
-            return f"value {self.comparison}"
-        return self.kind
-
-
-def _range_text(rule: Rule) -> str:
-    low, high = rule.minimum, rule.maximum
-    if low is not None and high is not None:
-        left = "(" if rule.exclusive_minimum else "["
-        right = ")" if rule.exclusive_maximum else "]"
-        return f"in {left}{_number(low)}, {_number(high)}{right}"
-    if low is not None:
-        return f"{'>' if rule.exclusive_minimum else '>='} {_number(low)}"
-    return f"{'<' if rule.exclusive_maximum else '<='} {_number(high)}"
+        return self.kind_spec.constraint_text(self)
 
 
 def _number(value: float | None) -> str:
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() and math.isfinite(value) else str(value)
+
+
+def _qualified_table(table: str) -> str:
+    parts = table.split(".")
+    if len(parts) != 2:
+        raise InvalidIdentifierError(f"{table!r}: expected <schema>.<table>")
+    return ".".join(validate_identifier(part, what="table name part") for part in parts)
 
 
 @dataclass(frozen=True)
@@ -292,7 +264,7 @@ class Contract:
 
     @property
     def primary_key_rule(self) -> Rule | None:
-        return next((r for r in self.rules if r.kind == "primary_key"), None)
+        return next((r for r in self.rules if r.kind == PRIMARY_KEY_KIND), None)
 
     def row_rules(self) -> list[Rule]:
         """Rules evaluated per row by the quarantine split, in contract order."""
@@ -306,6 +278,39 @@ class Contract:
         """Platform lineage columns of this dataset's tables that the contract does not declare."""
         declared = {c.name for c in self.columns}
         return tuple(p for p in PLATFORM_COLUMNS if p.name not in declared)
+
+    def table_platform_columns(
+        self, frame_columns: Collection[str] | None = None
+    ) -> tuple[PlatformColumn, ...]:
+        """The platform columns this dataset's table carries: those of ``frame_columns`` when a
+        frame is given; without one, the lineage columns every silver table carries
+        (``_extra_columns`` only appears with drift; other layers carry none)."""
+        if frame_columns is not None:
+            return tuple(p for p in self.platform_columns() if p.name in frame_columns)
+        if self.dataset.layer != "silver":
+            return ()
+        return tuple(p for p in self.platform_columns() if p.name != "_extra_columns")
+
+    def ddl(self, table: str | None = None, *, platform_columns: bool = True) -> str:
+        """``CREATE TABLE IF NOT EXISTS <schema.table> (...)`` for the published table.
+
+        Columns in contract order with their ``physicalType`` (``required`` → ``NOT NULL``),
+        then the platform columns the table carries (``table_platform_columns``) unless
+        ``platform_columns=False`` (a stream whose contract declares its own lineage columns).
+        ``table`` (``schema.name``, default the contract's physical table) is validated; column
+        names were validated by the loader and types come from its closed list.
+        """
+        qualified = _qualified_table(table or self.physical_table)
+        lines = [
+            f'"{c.name}" {c.physical_type}' + (" NOT NULL" if c.required else "")
+            for c in self.columns
+        ]
+        if platform_columns:
+            lines += [
+                f'"{p.name}" {p.physical_type}' + ("" if p.nullable else " NOT NULL")
+                for p in self.table_platform_columns()
+            ]
+        return f"CREATE TABLE IF NOT EXISTS {qualified} (\n    " + ",\n    ".join(lines) + "\n)"
 
     def pandera_schema(self, *, key_uniqueness: bool = True) -> pa.DataFrameSchema:
         """Types, nullability, uniqueness and the value checks of every ``error`` rule.
@@ -343,7 +348,7 @@ class Contract:
         """
         by_column: dict[str, list[str]] = {}
         for rule in self.rules:
-            if rule.column is not None and rule.kind not in ("required", "type"):
+            if rule.column is not None and rule.kind_spec.in_column_schema:
                 by_column.setdefault(rule.column, []).append(f"{rule.id}: {rule.constraint_text()}")
         columns = [
             dg.TableColumn(
@@ -357,21 +362,15 @@ class Contract:
             )
             for c in self.columns
         ]
-        for platform in self.platform_columns():
-            present = (
-                platform.name in frame.columns
-                if frame is not None
-                else platform.name != "_extra_columns" and self.dataset.layer == "silver"
-            )
-            if present:
-                columns.append(
-                    dg.TableColumn(
-                        name=platform.name,
-                        type=platform.physical_type,
-                        description=platform.description,
-                        constraints=dg.TableColumnConstraints(nullable=platform.nullable),
-                    )
+        for platform in self.table_platform_columns(None if frame is None else frame.columns):
+            columns.append(
+                dg.TableColumn(
+                    name=platform.name,
+                    type=platform.physical_type,
+                    description=platform.description,
+                    constraints=dg.TableColumnConstraints(nullable=platform.nullable),
                 )
+            )
         constraints = (
             dg.TableConstraints(other=[f"primary key ({', '.join(self.primary_key)})"])
             if self.primary_key
