@@ -18,7 +18,6 @@ from assets.commerce.partitions import DAILY
 from data_products.lib.contracts import load_contract_for
 from data_products.lib.dbt import (
     PREPARE_COMMAND,
-    WAREHOUSE_POOL,
     DbtLayoutError,
     DomainDbtTranslator,
     dbt_build_vars,
@@ -31,6 +30,7 @@ from data_products.lib.dbt import (
 from data_products.lib.dbt_project import DBT_PROJECT_DIR
 from data_products.lib.domains import domain
 from data_products.lib.keys import InvalidIdentifierError
+from data_products.lib.policy import WAREHOUSE_POOL, apply_spec_policy
 
 MARTS = DBT_PROJECT_DIR / "models" / "marts" / "commerce"
 
@@ -44,7 +44,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> DbtProject:
 
 @pytest.fixture(scope="module")
 def gold(project: DbtProject) -> dg.AssetsDefinition:
-    return domain_dbt_assets("commerce", DAILY, project=project)
+    # As the code location sees it: platform policy derives group, owner, pool and backfill.
+    derived = apply_spec_policy(domain_dbt_assets("commerce", DAILY, project=project), {})
+    assert isinstance(derived, dg.AssetsDefinition)
+    return derived
 
 
 def model_yaml(name: str) -> Mapping[str, Any]:
@@ -78,7 +81,7 @@ def test_gold_specs_carry_group_owner_kinds_tags_and_yaml_description(
     for key, spec in gold.specs_by_key.items():
         name = key.path[-1]
         assert spec.group_name == "commerce"
-        assert spec.owners == ["team:commerce"]  # meta.owner from dbt_project.yml
+        assert spec.owners == ["team:commerce"]  # the domain descriptor's
         assert spec.kinds == {"dbt", "duckdb"}
         assert spec.tags["layer"] == "gold"
         assert spec.description == " ".join(model_yaml(name)["description"].split())
@@ -95,12 +98,6 @@ def test_gold_runs_as_one_single_run_backfill_in_the_warehouse_pool(
     assert gold.backfill_policy == dg.BackfillPolicy.single_run()
     assert gold.op.pool == WAREHOUSE_POOL
     assert gold.required_resource_keys >= {"dbt", "warehouse"}
-
-
-def test_warehouse_pool_is_the_platform_pool() -> None:
-    from data_products.lib.policy import WAREHOUSE_POOL as PLATFORM_POOL
-
-    assert WAREHOUSE_POOL == PLATFORM_POOL
 
 
 def test_dependencies_skip_ephemeral_models_and_reach_silver(gold: dg.AssetsDefinition) -> None:
@@ -200,10 +197,10 @@ def test_source_dataset_from_meta_or_from_the_source_name() -> None:
         source_dataset(source | {"config": {"meta": {"dagster": {"asset_key": ["a", "b"]}}}})
 
 
-def test_owner_comes_from_meta_else_from_the_domain_descriptor() -> None:
+def test_the_translator_declares_no_owner_policy_takes_the_descriptors() -> None:
+    """Owners are declared once, in the domain descriptor (issue 14): dbt ``meta`` adds none."""
     translator = DomainDbtTranslator()
-    assert translator.get_owners(mart_props(config={"meta": {"owner": "team:x"}})) == ["team:x"]
-    assert translator.get_owners(mart_props()) == ["team:commerce"]  # commerce.yaml
+    assert not translator.get_owners(mart_props())
 
 
 def test_the_range_travels_in_the_environment_and_the_warehouse_as_a_var(
