@@ -469,7 +469,7 @@ class _Compiler:
     def _column(self, index: int, prop: SchemaProperty) -> Column:
         where = f"schema[0].properties[{index}]" + (f" ({prop.name})" if prop.name else "")
         try:
-            name = validate_identifier(prop.name or "", what="column name")
+            name = validate_column(prop.name or "", what="column name")
         except InvalidIdentifierError as exc:
             raise self.fail(f"{where}.name", str(exc)) from None
         if not prop.description or not prop.description.strip():
