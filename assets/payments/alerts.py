@@ -48,7 +48,7 @@ _RULE_INPUTS = (  # what ``_rules_sql`` reads from its source
 
 
 def _rules_sql(source: str) -> str:
-    """The alert rows (every column but ``alerted_at``/``batch_id``) of the rows of ``source``
+    """The alert rows (every column but ``_alerted_at``/``_batch_id``) of the rows of ``source``
     (``_RULE_INPUTS``) on which a rule fires."""
     return f"""
         WITH travel AS (
@@ -132,7 +132,7 @@ def recompute_alerts(
               WHERE f.event_time >= s.since AND f.event_time >= $since))"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _alerts AS
-        SELECT *, $alerted_at::TIMESTAMP AS alerted_at, $batch_id AS batch_id
+        SELECT *, $alerted_at::TIMESTAMP AS _alerted_at, $batch_id AS _batch_id
         FROM ({_rules_sql(scored)})""",
         {"since": since, "alerted_at": alerted_at, "batch_id": batch_id},
     )

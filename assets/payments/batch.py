@@ -29,21 +29,30 @@ import polars as pl
 from assets.payments.alerts import recompute_alerts, store_alerts
 from assets.payments.ledger import book_transactions
 from assets.payments.records import (
+    EVENT_TIME_RAW,
     PARSE_ERROR,
     TIME_FORMAT,
     PackedRecords,
+    RecordRules,
     parse_records,
-    valid_expr,
-    verdict_columns,
+    record_rules,
 )
 from assets.payments.reference import ALLOWED_LATENESS_S
-from assets.payments.tables import BRONZE, LATE, QUARANTINE, SILVER, ensure_tables
+from assets.payments.tables import (
+    BRONZE,
+    LATE,
+    QUARANTINE,
+    SILVER,
+    ensure_tables,
+    silver_contract,
+)
 from assets.payments.windows import (
     delete_rewritten_features,
     prune_card_events,
     recompute_features,
     store_features,
 )
+from data_products.lib.contracts import Contract
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.microbatch import (
     STATE_SCHEMA,
@@ -52,6 +61,7 @@ from data_products.lib.microbatch import (
     resolve_ranges,
 )
 from data_products.lib.tables import parallel_scan
+from data_products.lib.timer import PhaseTimer
 
 
 @dataclass
@@ -80,12 +90,11 @@ class BatchReport:
     latency_p95_s: float | None = None
     seconds: float = 0.0
     cpu_seconds: float = 0.0
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per step: where a slow batch spends its time (bench and run metadata)."""
-    step_cpu_seconds: dict[str, float] = field(default_factory=dict)
-    """CPU time (every thread of the process) per step: on shared cores wall time measures
-    the neighbours as much as the step."""
-    _cpu_mark: float = field(default_factory=time.process_time, repr=False)
+    timer: PhaseTimer = field(default_factory=PhaseTimer, repr=False)
+    """Wall and CPU time per step (read, classify, silver, features, state, bronze, alerts,
+    ledger, commit): where a slow batch spends its time (bench and run metadata). CPU time
+    counts every thread of the process: on shared cores wall time measures the neighbours as
+    much as the step."""
     _event_time_quantiles: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -93,15 +102,13 @@ class BatchReport:
         """Nothing left to do: every requested offset was already committed."""
         return not self.ranges
 
-    def lap(self, step: str, since: float) -> float:
-        """Record the time since ``since`` under ``step`` (and the CPU time since the previous
-        lap); returns now (the next lap's start)."""
-        now, cpu = time.perf_counter(), time.process_time()
-        self.step_seconds[step] = round(self.step_seconds.get(step, 0.0) + now - since, 3)
-        spent = self.step_cpu_seconds.get(step, 0.0) + cpu - self._cpu_mark
-        self.step_cpu_seconds[step] = round(spent, 3)
-        self._cpu_mark = cpu
-        return now
+    @property
+    def step_seconds(self) -> dict[str, float]:
+        return self.timer.metadata()
+
+    @property
+    def step_cpu_seconds(self) -> dict[str, float]:
+        return self.timer.cpu_metadata()
 
 
 def read_ranges(
@@ -160,10 +167,12 @@ def stored_ids_sql(lo: str, hi: str) -> str:
             SELECT event_id FROM {LATE.table} WHERE event_time BETWEEN {lo} AND {hi}"""
 
 
-def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.DataFrame:
-    """Add ``event_ts``, ``stream_time`` (of the partition before the record), the quarantine
-    verdict ``is_valid`` (``records``; the rejected rows' rules and reasons are added by
-    ``_quarantine``),
+def classify(
+    frame: pl.DataFrame, prior_stream_time: dict[int, datetime], rules: RecordRules
+) -> pl.DataFrame:
+    """Type ``event_time`` (its delivered text kept as ``event_time__raw``), add ``stream_time``
+    (of the partition before the record), the verdict ``is_valid`` of the contract's record
+    rules (``rules``; the rejected rows' rules and reasons are added by ``_quarantine``),
     ``is_first`` (first delivery within the batch) and ``is_late``."""
     prior = pl.DataFrame(
         {
@@ -174,9 +183,10 @@ def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.
     )
     lateness = timedelta(seconds=ALLOWED_LATENESS_S)
     return (
-        frame.sort("log_partition", "log_offset")
+        frame.rename({"event_time": EVENT_TIME_RAW})
+        .sort("log_partition", "log_offset")
         .with_columns(
-            event_ts=pl.col("event_time")
+            event_time=pl.col(EVENT_TIME_RAW)
             .str.to_datetime(TIME_FORMAT, strict=False)
             .cast(pl.Datetime("us")),
             _seq=pl.int_range(pl.len()),
@@ -184,14 +194,14 @@ def classify(frame: pl.DataFrame, prior_stream_time: dict[int, datetime]) -> pl.
         .join(prior, on="log_partition", how="left")
         .with_columns(
             stream_time=pl.max_horizontal(
-                pl.col("event_ts").cum_max().shift(1).over("log_partition"), pl.col("_prior")
+                pl.col("event_time").cum_max().shift(1).over("log_partition"), pl.col("_prior")
             ),
         )
-        .with_columns(is_valid=valid_expr())
+        .with_columns(is_valid=rules.valid_expr())
         .with_columns(
             is_first=pl.col("_seq") == pl.col("_seq").min().over("event_id"),
             is_late=pl.col("stream_time").is_not_null()
-            & (pl.col("event_ts") < pl.col("stream_time") - lateness),
+            & (pl.col("event_time") < pl.col("stream_time") - lateness),
         )
         .drop("_prior")
     )
@@ -204,8 +214,12 @@ def process_batch(
     *,
     consumer: str,
     batch_id: str,
+    contract: Contract | None = None,
 ) -> BatchReport:
     """Run one batch to commit (or roll back). See the module docstring for the steps.
+
+    ``contract``: the silver contract whose row rules decide what is quarantined (default: the
+    repository's ``contracts/payments/transactions.yaml``, parsed once per process).
 
     Two phases. First everything is computed into temp tables, outside any transaction and
     writing nothing to the warehouse; then one transaction writes every sink and commits the
@@ -217,32 +231,37 @@ def process_batch(
     batch committed between the two phases, ``commit_ranges`` finds the committed end moved
     and the transaction rolls back, so a batch computed from stale state never lands.
     """
-    started = time.perf_counter()
-    cpu_started = time.process_time()
     report = BatchReport(batch_id=batch_id)
-    ensure_tables(con)
-    # Nothing here depends on the order of unordered results (every insert that wants an order
-    # says ORDER BY), and keeping it costs DuckDB its parallel sinks and extra buffering.
-    con.execute("SET preserve_insertion_order = false")
-    todo = resolve_ranges(requested, committed_ends(con, consumer, log.topic, log.partitions))
-    frame, report.ranges, packed = read_ranges(log, todo)
-    lap = report.lap("read", started)
+    timer = report.timer
+    with timer.phase("read"):
+        ensure_tables(con)
+        # Nothing here depends on the order of unordered results (every insert that wants an
+        # order says ORDER BY), and keeping it costs DuckDB its parallel sinks and buffering.
+        con.execute("SET preserve_insertion_order = false")
+        todo = resolve_ranges(requested, committed_ends(con, consumer, log.topic, log.partitions))
+        frame, report.ranges, packed = read_ranges(log, todo)
     batch: _Prepared | None = None
     try:
         if report.ranges:
-            batch = _prepare(con, frame, report, consumer=consumer, topic=log.topic)
-            lap = time.perf_counter()
+            batch = _prepare(
+                con,
+                frame,
+                report,
+                record_rules(contract or silver_contract()),
+                consumer=consumer,
+                topic=log.topic,
+            )
         con.begin()
         try:
             if batch is not None:
                 _write(con, batch, packed, report, consumer=consumer, topic=log.topic)
-                lap = time.perf_counter()
-                commit_ranges(con, consumer, log.topic, report.ranges, batch_id)
-            con.commit()
+            with timer.phase("commit"):
+                if batch is not None:
+                    commit_ranges(con, consumer, log.topic, report.ranges, batch_id)
+                con.commit()
         except BaseException:
             con.rollback()
             raise
-        report.lap("commit", lap)
     finally:
         if batch is not None:
             con.unregister("_batch")
@@ -250,10 +269,10 @@ def process_batch(
     if report._event_time_quantiles:
         p50, p05 = report._event_time_quantiles
         report.latency_p50_s, report.latency_p95_s = committed_at - p50, committed_at - p05
-    report.seconds = time.perf_counter() - started
+    report.seconds = timer.elapsed()
     # CPU of every thread of the process (DuckDB's included): on shared cores, wall time says
     # more about the neighbours than about the batch.
-    report.cpu_seconds = time.process_time() - cpu_started
+    report.cpu_seconds = timer.cpu_elapsed()
     return report
 
 
@@ -264,19 +283,21 @@ class _Prepared:
     frame: pl.DataFrame
     now: datetime
     prior: dict[int, datetime]
+    rules: RecordRules
 
 
 def _quarantine(
     con: duckdb.DuckDBPyConnection,
     frame: pl.DataFrame,
     packed: PackedRecords,
+    rules: RecordRules,
     *,
     batch_id: str,
     now: datetime,
 ) -> tuple[int, dict[str, int]]:
     """Write the batch's rejected records (rule, every failed rule, reason, log position, raw
     record) to the quarantine table; returns the rows inserted and the count per rule."""
-    rejected = frame.filter(~pl.col("is_valid")).with_columns(verdict_columns())
+    rejected = frame.filter(~pl.col("is_valid")).with_columns(rules.verdict_columns())
     if not rejected.height:
         return 0, {}
     rows = rejected.select(
@@ -287,12 +308,14 @@ def _quarantine(
         "log_partition",
         "log_offset",
         pl.Series("raw_record", packed.text(rejected["_record"].to_list()), dtype=pl.String),
-        pl.col("event_ts").dt.truncate("1h").alias("event_hour"),
-        pl.lit(batch_id).alias("batch_id"),
-        pl.lit(now).cast(pl.Datetime("us")).alias("quarantined_at"),
+        pl.col("event_time").dt.truncate("1h").alias("event_hour"),
+        pl.lit(batch_id).alias("_batch_id"),
+        pl.lit(now).cast(pl.Datetime("us")).alias("_quarantined_at"),
     )
     con.register("_rejected", rows.to_arrow())
-    inserted = con.execute(f"INSERT INTO {QUARANTINE.table} SELECT * FROM _rejected").fetchone()
+    inserted = con.execute(
+        f"INSERT INTO {QUARANTINE.table} BY NAME SELECT * FROM _rejected"
+    ).fetchone()
     con.unregister("_rejected")
     per_rule = dict(rows.group_by("rule_id").len().sort("rule_id").iter_rows())
     return (int(inserted[0]) if inserted else 0), per_rule
@@ -302,6 +325,7 @@ def _prepare(
     con: duckdb.DuckDBPyConnection,
     raw: pl.DataFrame,
     report: BatchReport,
+    rules: RecordRules,
     *,
     consumer: str,
     topic: str,
@@ -310,62 +334,63 @@ def _prepare(
     (``_candidates``: valid first deliveries no earlier batch stored), the admitted events
     (``_admitted``) and the features to write (``_features``, ``_rewritten``, ``_new_events``).
     Reads the warehouse, writes nothing to it."""
+    timer = report.timer
     now = datetime.now(UTC).replace(tzinfo=None)
-    prior = dict(
+    with timer.phase("classify"):
+        prior = dict(
+            con.execute(
+                f"SELECT partition, stream_time FROM {STATE_SCHEMA}.partition_time "
+                "WHERE consumer = ? AND topic = ?",
+                [consumer, topic],
+            ).fetchall()
+        )
+        frame = classify(raw, prior, rules)
+        report.records = frame.height
+    with timer.phase("silver"):
+        con.register("_batch", parallel_scan(frame.drop(PARSE_ERROR).to_arrow()))
+        # Candidates: valid first deliveries in this batch that no earlier batch stored.
+        span = frame.filter(pl.col("is_valid") & pl.col("is_first")).select(
+            lo=pl.col("event_time").min(), hi=pl.col("event_time").max()
+        )
         con.execute(
-            f"SELECT partition, stream_time FROM {STATE_SCHEMA}.partition_time "
-            "WHERE consumer = ? AND topic = ?",
-            [consumer, topic],
-        ).fetchall()
-    )
-    lap = time.perf_counter()
-    frame = classify(raw, prior)
-    report.records = frame.height
-    lap = report.lap("classify", lap)
-    con.register("_batch", parallel_scan(frame.drop(PARSE_ERROR).to_arrow()))
-    # Candidates: valid first deliveries in this batch that no earlier batch stored.
-    span = frame.filter(pl.col("is_valid") & pl.col("is_first")).select(
-        lo=pl.col("event_ts").min(), hi=pl.col("event_ts").max()
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _candidates AS
-        WITH firsts AS (SELECT * FROM _batch WHERE is_valid AND is_first),
-        stored AS ({stored_ids_sql("$lo", "$hi")})
-        SELECT event_id, user_id, merchant_id, amount::DECIMAL(18,2) AS amount, currency,
-               country, device_id, event_ts AS event_time,
-               date_trunc('hour', event_ts) AS event_hour, log_partition, log_offset,
-               $batch_id AS batch_id, $now::TIMESTAMP AS ingested_at, stream_time, is_late
-        FROM firsts ANTI JOIN stored USING (event_id)""",
-        {"batch_id": report.batch_id, "now": now, **span.row(0, named=True)},
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _admitted AS
-           SELECT event_id, user_id, event_time, amount, country
-           FROM _candidates WHERE NOT is_late"""
-    )
-    counts = con.execute(
-        """SELECT count(*) FILTER (WHERE NOT is_late), count(*) FILTER (WHERE is_late),
-                  list(DISTINCT strftime(event_hour, '%Y-%m-%d-%H:00') ORDER BY 1)
-           FROM _candidates"""
-    ).fetchone()
-    assert counts is not None
-    report.admitted, report.late, report.event_hours = int(counts[0]), int(counts[1]), counts[2]
-    # A duplicate: a valid delivery that did not add a transaction (re-sent within the batch,
-    # or of an event an earlier batch stored).
-    valid = int(frame["is_valid"].sum())
-    report.duplicates = valid - report.admitted - report.late
-    lap = report.lap("silver", lap)
-    report.feature_rows = recompute_features(con, batch_id=report.batch_id, computed_at=now)
-    lap = report.lap("features", lap)
-    # Event-time quantiles now, latencies at commit: the 95th latency percentile is the 5th
-    # event-time percentile, measured against the moment the features became visible.
-    quantiles = con.execute(
-        "SELECT quantile_cont(epoch(event_time), [0.5, 0.05]) FROM _admitted"
-    ).fetchone()
-    if quantiles and quantiles[0]:
-        report._event_time_quantiles = [float(x) for x in quantiles[0]]
-    report.lap("state", lap)
-    return _Prepared(frame=frame, now=now, prior=prior)
+            f"""CREATE OR REPLACE TEMP TABLE _candidates AS
+            WITH firsts AS (SELECT * FROM _batch WHERE is_valid AND is_first),
+            stored AS ({stored_ids_sql("$lo", "$hi")})
+            SELECT event_id, user_id, merchant_id, amount::DECIMAL(18,2) AS amount, currency,
+                   country, device_id, event_time,
+                   date_trunc('hour', event_time) AS event_hour, log_partition, log_offset,
+                   $batch_id AS _batch_id, $now::TIMESTAMP AS _ingested_at, stream_time, is_late
+            FROM firsts ANTI JOIN stored USING (event_id)""",
+            {"batch_id": report.batch_id, "now": now, **span.row(0, named=True)},
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _admitted AS
+               SELECT event_id, user_id, event_time, amount, country
+               FROM _candidates WHERE NOT is_late"""
+        )
+        counts = con.execute(
+            """SELECT count(*) FILTER (WHERE NOT is_late), count(*) FILTER (WHERE is_late),
+                      list(DISTINCT strftime(event_hour, '%Y-%m-%d-%H:00') ORDER BY 1)
+               FROM _candidates"""
+        ).fetchone()
+        assert counts is not None
+        report.admitted, report.late = int(counts[0]), int(counts[1])
+        report.event_hours = counts[2]
+        # A duplicate: a valid delivery that did not add a transaction (re-sent within the
+        # batch, or of an event an earlier batch stored).
+        valid = int(frame["is_valid"].sum())
+        report.duplicates = valid - report.admitted - report.late
+    with timer.phase("features"):
+        report.feature_rows = recompute_features(con, batch_id=report.batch_id, computed_at=now)
+    with timer.phase("state"):
+        # Event-time quantiles now, latencies at commit: the 95th latency percentile is the 5th
+        # event-time percentile, measured against the moment the features became visible.
+        quantiles = con.execute(
+            "SELECT quantile_cont(epoch(event_time), [0.5, 0.05]) FROM _admitted"
+        ).fetchone()
+        if quantiles and quantiles[0]:
+            report._event_time_quantiles = [float(x) for x in quantiles[0]]
+    return _Prepared(frame=frame, now=now, prior=prior, rules=rules)
 
 
 def _write(
@@ -379,61 +404,59 @@ def _write(
 ) -> None:
     """The write phase, inside the batch's transaction: every sink from the temp tables
     ``_prepare`` left, and the partitions' stream times."""
-    frame, now, prior = batch.frame, batch.now, batch.prior
-    lap = time.perf_counter()
-    bronze = con.execute(
-        f"""INSERT INTO {BRONZE.table}
-        SELECT event_id, user_id, merchant_id, amount, currency, country, device_id, event_time,
-               date_trunc('hour', event_ts), log_partition, log_offset, log_appended_at,
-               $batch_id, $now
-        FROM _batch""",
-        {"batch_id": report.batch_id, "now": now},
-    ).fetchone()
-    report.bronze_rows = int(bronze[0]) if bronze else 0
-    lap = report.lap("bronze", lap)
-    report.quarantined, report.quarantine_rules = _quarantine(
-        con, frame, packed, batch_id=report.batch_id, now=now
-    )
-    columns = (
-        "event_id, user_id, merchant_id, amount, currency, country, device_id, event_time, "
-        "event_hour, log_partition, log_offset, batch_id, ingested_at"
-    )
-    # ORDER BY event_time: the event_time min/max of each row group (zone maps) then skip
-    # older batches in the span-bounded reads of later batches (dedup, the uniqueness check).
-    admitted = con.execute(
-        f"""INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late
-            ORDER BY event_time"""
-    ).fetchone()
-    late = con.execute(
-        f"""INSERT INTO {LATE.table} SELECT {columns}, stream_time,
-               epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
-    ).fetchone()
-    report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
-    lap = report.lap("silver", lap)
-    delete_rewritten_features(con)
-    store_features(con)
-    lap = report.lap("features", lap)
-    recompute_alerts(con, batch_id=report.batch_id, alerted_at=batch.now)
-    report.alerts_standing, report.alerts_changed = store_alerts(con)
-    lap = report.lap("alerts", lap)
-    report.ledger_entries = book_transactions(con, "_candidates", batch_id=report.batch_id)
-    lap = report.lap("ledger", lap)
-
-    stream_times = (
-        frame.filter(pl.col("event_ts").is_not_null())
-        .group_by("log_partition")
-        .agg(pl.col("event_ts").max())
-        .rows()
-    )
-    latest = dict(prior)
-    for partition, batch_max in stream_times:
-        new = latest[partition] = max(batch_max, prior.get(partition, batch_max))
-        con.execute(
-            f"""INSERT OR REPLACE INTO {STATE_SCHEMA}.partition_time VALUES (?, ?, ?, ?)""",
-            [consumer, topic, partition, new],
+    frame, now, prior, timer = batch.frame, batch.now, batch.prior, report.timer
+    with timer.phase("bronze"):
+        bronze = con.execute(
+            f"""INSERT INTO {BRONZE.table}
+            SELECT event_id, user_id, merchant_id, amount, currency, country, device_id,
+                   {EVENT_TIME_RAW}, date_trunc('hour', event_time), log_partition, log_offset,
+                   log_appended_at, $batch_id, $now
+            FROM _batch""",
+            {"batch_id": report.batch_id, "now": now},
+        ).fetchone()
+        report.bronze_rows = int(bronze[0]) if bronze else 0
+    with timer.phase("silver"):
+        report.quarantined, report.quarantine_rules = _quarantine(
+            con, frame, packed, batch.rules, batch_id=report.batch_id, now=now
         )
-        report.stream_time[int(partition)] = new.isoformat()
-    if latest:
-        # Every partition's stream time, this batch's included: the slowest bounds the state.
-        prune_card_events(con, min(latest.values()))
-    report.lap("state", lap)
+        columns = (
+            "event_id, user_id, merchant_id, amount, currency, country, device_id, event_time, "
+            "event_hour, log_partition, log_offset, _batch_id, _ingested_at"
+        )
+        # ORDER BY event_time: the event_time min/max of each row group (zone maps) then skip
+        # older batches in the span-bounded reads of later batches (dedup, the uniqueness check).
+        admitted = con.execute(
+            f"""INSERT INTO {SILVER.table} SELECT {columns} FROM _candidates WHERE NOT is_late
+                ORDER BY event_time"""
+        ).fetchone()
+        late = con.execute(
+            f"""INSERT INTO {LATE.table} SELECT {columns}, stream_time,
+                   epoch(stream_time - event_time) FROM _candidates WHERE is_late"""
+        ).fetchone()
+        report.published = (int(admitted[0]) if admitted else 0) + (int(late[0]) if late else 0)
+    with timer.phase("features"):
+        delete_rewritten_features(con)
+        store_features(con)
+    with timer.phase("alerts"):
+        recompute_alerts(con, batch_id=report.batch_id, alerted_at=batch.now)
+        report.alerts_standing, report.alerts_changed = store_alerts(con)
+    with timer.phase("ledger"):
+        report.ledger_entries = book_transactions(con, "_candidates", batch_id=report.batch_id)
+    with timer.phase("state"):
+        stream_times = (
+            frame.filter(pl.col("event_time").is_not_null())
+            .group_by("log_partition")
+            .agg(pl.col("event_time").max())
+            .rows()
+        )
+        latest = dict(prior)
+        for partition, batch_max in stream_times:
+            new = latest[partition] = max(batch_max, prior.get(partition, batch_max))
+            con.execute(
+                f"""INSERT OR REPLACE INTO {STATE_SCHEMA}.partition_time VALUES (?, ?, ?, ?)""",
+                [consumer, topic, partition, new],
+            )
+            report.stream_time[int(partition)] = new.isoformat()
+        if latest:
+            # Every partition's stream time, this batch's included: the slowest bounds the state.
+            prune_card_events(con, min(latest.values()))

@@ -28,7 +28,7 @@ def book_transactions(con: duckdb.DuckDBPyConnection, source: str, *, batch_id: 
     a temp table created inside the running transaction with one thread (its committed row
     count, which sizes the parallel scan, is zero), so inserting 2.4 M entries from one took
     2.1 s on one core against 1.4 s in parallel from the query; the temp table itself cost
-    another 0.5 s. The batch's entries are read back by ``batch_id`` instead: each batch
+    another 0.5 s. The batch's entries are read back by ``_batch_id`` instead: each batch
     writes its own row groups, so their min/max statistics confine that scan to the batch."""
     # One scan of the source crossed with the three entry kinds: the former UNION ALL of three
     # SELECTs read the source three times and took ~1.7x as long (4.6 s vs 2.7 s per million
@@ -48,7 +48,7 @@ def book_transactions(con: duckdb.DuckDBPyConnection, source: str, *, batch_id: 
                (CASE e.entry_no WHEN 1 THEN amount WHEN 2 THEN amount - fee ELSE fee END)
                    ::DECIMAL(18,2) AS amount,
                currency, merchant_id, event_time::DATE AS booking_date, event_time,
-               $batch_id AS batch_id
+               $batch_id AS _batch_id
         FROM tx CROSS JOIN entries e""",
         {"batch_id": batch_id},
     ).fetchone()
@@ -60,7 +60,7 @@ def book_transactions(con: duckdb.DuckDBPyConnection, source: str, *, batch_id: 
         f"""UPDATE {LEDGER_TOTALS} t SET
                 debits = t.debits + b.debits, credits = t.credits + b.credits,
                 transactions = t.transactions + b.transactions
-            FROM ({_SUMS} FROM {LEDGER.table} WHERE batch_id = $batch_id) b""",
+            FROM ({_SUMS} FROM {LEDGER.table} WHERE _batch_id = $batch_id) b""",
         {"batch_id": batch_id},
     )
     return int(inserted[0]) if inserted else 0
@@ -78,7 +78,7 @@ def balance_report(con: duckdb.DuckDBPyConnection, *, batch_id: str | None) -> d
     ``batch_id``: per transaction over the entries that batch wrote (read back from the
     ledger), in total from the control totals. ``None``: per transaction and in total over the
     whole ledger, and the control totals must equal the table's sums."""
-    scope = "" if batch_id is None else "WHERE batch_id = $batch_id"
+    scope = "" if batch_id is None else "WHERE _batch_id = $batch_id"
     unbalanced = con.execute(
         f"""SELECT event_id, sum(amount) FILTER (WHERE side = 'debit') AS debits,
                    sum(amount) FILTER (WHERE side = 'credit') AS credits

@@ -22,13 +22,6 @@ from resources.warehouse import WarehouseResource
 BREAK_PCT = 0.1
 DAILY = daily("2026-03-01")
 
-_DDL = f"""CREATE TABLE IF NOT EXISTS {RECONCILIATION.table} (
-    settlement_date DATE NOT NULL, merchant_id VARCHAR NOT NULL, currency VARCHAR NOT NULL,
-    ledger_gross DECIMAL(38,2) NOT NULL, ledger_count BIGINT NOT NULL,
-    settled_gross DECIMAL(38,2) NOT NULL, settled_count BIGINT NOT NULL,
-    variance DECIMAL(38,2) NOT NULL, variance_pct DOUBLE NOT NULL, is_break BOOLEAN NOT NULL,
-    break_kind VARCHAR, reconciled_at TIMESTAMP NOT NULL)"""
-
 
 def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) -> list[tuple]:
     """Replace ``day``'s reconciliation rows; returns the breaks (date, merchant, currency, kind,
@@ -39,8 +32,7 @@ def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) ->
             f"payments/gold/reconciliation {day}: no settlement file at {path}; "
             "the card network has not delivered this day yet"
         )
-    ensure_tables(con)
-    con.execute(_DDL)
+    ensure_tables(con)  # the reconciliation table too, from its contract
     con.execute(f"DELETE FROM {RECONCILIATION.table} WHERE settlement_date = $day", {"day": day})
     con.execute(
         f"""INSERT INTO {RECONCILIATION.table}

@@ -6,17 +6,23 @@ behind one bad record. So the whole batch is parsed in one call (the fast path),
 that fails is the batch split in halves, recursively, until every bad record stands alone: a
 batch with one bad record costs about three parses instead of one, and every record either
 parses or is quarantined with the parser's message. A record that parses still has to pass the
-row rules below; the failures go to ``payments/silver/transactions_quarantine`` with the rule,
-every rule it failed, a reason naming the log position and value, and the raw record.
+row rules of the silver contract (``contracts/payments/transactions.yaml``: ``record_rules``
+compiles them once per contract, the same expressions the platform's quarantine split uses);
+the failures go to ``payments/silver/transactions_quarantine`` with the rule id, every rule it
+failed, a reason naming the log position and value, and the raw record.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+from data_products.lib.contracts import Contract, ContractError
+from data_products.lib.contracts.expressions import failure_expr, raw_column, reason_expr
 
 RAW_SCHEMA = {
     "event_id": pl.String,
@@ -31,80 +37,93 @@ RAW_SCHEMA = {
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 PARSE_ERROR = "parse_error"
 """Column of the parsed frame: the parser's message for a malformed record, else null."""
+EVENT_TIME_RAW = raw_column("event_time")
+"""The delivered event time text, next to the typed ``event_time`` (typed-frame convention)."""
 
-_RULE_PREFIX = "payments.silver.transactions"
+PARSE_RULE = "transactions.record.parse"
+"""The stream's one platform rule: a record that is not a JSON object of the contract's types.
+It has no contract column to hang on (the contract describes parsed rows), so it is the stream's;
+every other row rule is the silver contract's (``contracts/payments/transactions.yaml``)."""
 
+SET_BY_STREAM = frozenset(
+    {"event_hour", "log_partition", "log_offset", "_batch_id", "_ingested_at"}
+)
+"""Silver columns the stream sets itself (derived or load-time), never delivered: a record cannot
+break their rules, so they are not record rules; the schema check verifies them on the rows
+written."""
 
-def _rules() -> list[tuple[str, pl.Expr, pl.Expr]]:
-    """(rule id, failure expression, reason expression) in the order the first failure names
-    the row's rule. Reads the parsed columns plus ``event_ts``."""
-    required = [
-        (
-            f"{_RULE_PREFIX}.{column}.required",
-            pl.col(column).is_null(),
-            pl.lit(f"{column} is missing"),
-        )
-        for column in ("event_id", "user_id", "merchant_id", "currency", "country")
-    ]
-    return [
-        (
-            f"{_RULE_PREFIX}.record.parse",
-            pl.col(PARSE_ERROR).is_not_null(),
-            pl.lit("unparseable record: ") + pl.col(PARSE_ERROR),
-        ),
-        *required,
-        (
-            f"{_RULE_PREFIX}.amount.positive",
-            pl.col("amount").is_null() | (pl.col("amount") <= 0),
-            pl.lit("amount ") + pl.col("amount").cast(pl.String).fill_null("null") + " is not > 0",
-        ),
-        (
-            f"{_RULE_PREFIX}.event_time.format",
-            pl.col("event_ts").is_null(),
-            pl.lit("event_time ")
-            + pl.col("event_time").fill_null("null")
-            + f" is not ISO-8601 UTC ({TIME_FORMAT})",
-        ),
-        (
-            f"{_RULE_PREFIX}.currency.pattern",
-            ~pl.col("currency").str.contains(r"^[A-Z]{3}$").fill_null(True),
-            pl.lit("currency ") + pl.col("currency") + " is not ^[A-Z]{3}$",
-        ),
-        (
-            f"{_RULE_PREFIX}.country.pattern",
-            ~pl.col("country").str.contains(r"^[A-Z]{2}$").fill_null(True),
-            pl.lit("country ") + pl.col("country") + " is not ^[A-Z]{2}$",
-        ),
-    ]
+BATCH_COLUMNS = frozenset({*RAW_SCHEMA, EVENT_TIME_RAW, PARSE_ERROR, "log_partition", "log_offset"})
+"""The classified frame the record rules read (``classify``): the delivered fields typed
+(``event_time`` a timestamp, its delivered text in ``event_time__raw``), the parser's message
+and the log position."""
 
 
-RULE_IDS = tuple(rule for rule, _, _ in _rules())
+@dataclass(frozen=True)
+class RecordRules:
+    """The silver contract's row rules as polars expressions over the classified frame, in
+    contract order after the parse rule, built once per contract (``record_rules``).
+
+    Only ``error`` rules decide (a ``warning`` rule never removes a row). ``valid_expr`` is the
+    one expression every row pays for; ``verdict_columns`` (every failed rule, the first one and
+    its reason) is evaluated on the rejected rows only."""
+
+    ids: tuple[str, ...]
+    fails: tuple[pl.Expr, ...]
+    reasons: tuple[pl.Expr, ...]
+
+    def valid_expr(self) -> pl.Expr:
+        """True where the row passes every rule."""
+        return ~pl.any_horizontal(self.fails)
+
+    def verdict_columns(self) -> list[pl.Expr]:
+        """``failed_rules`` (every rule the row fails), ``rule_id`` and ``reason`` (of the first
+        failing rule, prefixed with the log position ``p<partition>@<offset>``)."""
+        rules = list(zip(self.ids, self.fails, self.reasons, strict=True))
+        failed = pl.concat_list(
+            [pl.when(fails).then(pl.lit(rule)).otherwise(None) for rule, fails, _ in rules]
+        ).list.drop_nulls()
+        first_rule = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
+        first_reason = pl.when(rules[0][1]).then(rules[0][2])
+        for rule, fails, reason in rules[1:]:
+            first_rule = first_rule.when(fails).then(pl.lit(rule))
+            first_reason = first_reason.when(fails).then(reason)
+        position = pl.format("p{}@{}: ", pl.col("log_partition"), pl.col("log_offset"))
+        return [
+            failed.alias("failed_rules"),
+            first_rule.otherwise(None).alias("rule_id"),
+            (position + first_reason.otherwise(None)).alias("reason"),
+        ]
 
 
-def valid_expr() -> pl.Expr:
-    """True where the row passes every rule: the one expression every row needs (the verdict
-    columns are built for the rejected rows only)."""
-    return ~pl.any_horizontal([fails for _, fails, _ in _rules()])
+@functools.cache
+def record_rules(contract: Contract) -> RecordRules:
+    """The record rules of ``contract`` (cached per compiled contract: once per process).
 
-
-def verdict_columns() -> list[pl.Expr]:
-    """``is_valid``, ``failed_rules`` (every rule the row fails), ``rule_id`` and ``reason``
-    (of the first failing rule, prefixed with the log position)."""
-    rules = _rules()
-    failed = pl.concat_list(
-        [pl.when(fails).then(pl.lit(rule)).otherwise(None) for rule, fails, _ in rules]
-    ).list.drop_nulls()
-    first_rule = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
-    first_reason = pl.when(rules[0][1]).then(rules[0][2])
-    for rule, fails, reason in rules[1:]:
-        first_rule = first_rule.when(fails).then(pl.lit(rule))
-        first_reason = first_reason.when(fails).then(reason)
-    position = pl.format("p{}@{}: ", pl.col("log_partition"), pl.col("log_offset"))
-    return [
-        failed.alias("failed_rules"),
-        first_rule.otherwise(None).alias("rule_id"),
-        (position + first_reason.otherwise(None)).alias("reason"),
-    ]
+    Raises ``ContractError`` for a row rule on a column the stream neither receives nor sets:
+    a rule the stream cannot evaluate must not be skipped silently."""
+    ids, fails, reasons = (
+        [PARSE_RULE],
+        [pl.col(PARSE_ERROR).is_not_null()],
+        [
+            pl.lit(f"{PARSE_RULE}: not a JSON object of the contract's types: ")
+            + pl.col(PARSE_ERROR)
+        ],
+    )
+    for rule in contract.row_rules():
+        if rule.severity != "error":
+            continue
+        needed = rule.flag if rule.kind == "flag" else rule.column
+        if needed in SET_BY_STREAM:
+            continue
+        if needed not in BATCH_COLUMNS:
+            raise ContractError(
+                f"{contract.path}: rule {rule.id} reads {needed!r}, which payments records do "
+                f"not carry (they carry {', '.join(sorted(RAW_SCHEMA))})"
+            )
+        ids.append(rule.id)
+        fails.append(failure_expr(rule, BATCH_COLUMNS))
+        reasons.append(reason_expr(rule, BATCH_COLUMNS))
+    return RecordRules(tuple(ids), tuple(fails), tuple(reasons))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ view the UI can backfill is downstream: ``payments/gold/reconciliation`` is dail
 and re-runs any day range as one run from the warehouse.
 """
 
-import functools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,8 +42,10 @@ from assets.payments.tables import (
     LEDGER,
     QUARANTINE,
     SILVER,
+    contract,
+    silver_contract,
 )
-from data_products.lib.contracts import Contract, load_contract_for
+from data_products.lib.contracts.checks import ROWS_RECONCILE, SCHEMA
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.keys import DatasetName
 from data_products.lib.microbatch import (
@@ -130,15 +131,30 @@ def _check(name: DatasetName, check: str, description: str) -> dg.AssetCheckSpec
     return dg.AssetCheckSpec(check, asset=name.asset_key, description=description)
 
 
+def _from_contract(
+    name: DatasetName, check: str, description: str | None = None
+) -> dg.AssetCheckSpec:
+    """The contract's spec of a platform check (name, blocking, metadata). ``description``
+    says what the stream counts where it counts more than the platform's split (duplicates)."""
+    spec = next(s for s in contract(name).check_specs() if s.name == check)
+    return dg.AssetCheckSpec(
+        spec.name,
+        asset=spec.asset_key,
+        description=description or spec.description,
+        blocking=spec.blocking,
+        metadata=spec.metadata,
+    )
+
+
 CHECKS = [
     _check(
         BRONZE,
         "offsets_contiguous",
         "Committed offset ranges of every partition are contiguous from 0: no gap, no overlap.",
     ),
-    _check(
+    _from_contract(
         SILVER,
-        "rows_reconcile",
+        ROWS_RECONCILE,
         "Records read = bronze rows written = rows published (silver + late_events, as "
         "inserted) + duplicates + rows quarantined (as inserted): nothing lost or doubled.",
     ),
@@ -147,7 +163,7 @@ CHECKS = [
         "event_id_unique",
         "Every event id of the batch is stored exactly once across silver and late_events.",
     ),
-    _check(SILVER, "schema", "The batch's silver rows match the contract (pandera)."),
+    _from_contract(SILVER, SCHEMA),
     _check(
         LATE,
         "beyond_allowed_lateness",
@@ -306,7 +322,7 @@ def _checks(
     accounted = report.published + report.duplicates + report.quarantined
     yield dg.AssetCheckResult(
         asset_key=SILVER.asset_key,
-        check_name="rows_reconcile",
+        check_name=ROWS_RECONCILE,
         passed=accounted == report.records == report.bronze_rows,
         metadata={
             "records": report.records,
@@ -323,7 +339,7 @@ def _checks(
         # A replay of committed offsets wrote nothing: there is no batch to check.
         for name, check in (
             (SILVER, "event_id_unique"),
-            (SILVER, "schema"),
+            (SILVER, SCHEMA),
             (LATE, "beyond_allowed_lateness"),
             (FEATURES, "one_row_per_event"),
         ):
@@ -397,17 +413,10 @@ def _batch_checks(
     )
 
 
-@functools.cache
-def _silver_contract() -> Contract:
-    """Parsed once per process: a daemon or benchmark running batch after batch in one
-    process re-read and re-compiled the YAML contract on every batch."""
-    return load_contract_for(SILVER.asset_key)
-
-
 def _schema_check(con: duckdb.DuckDBPyConnection, report: BatchReport) -> dg.AssetCheckResult:
     import pandera.errors
 
-    contract = _silver_contract()
+    silver = silver_contract()
     # The batch's rows from its temp table (same connection, same values as inserted): a
     # filter on batch_id would scan the whole silver table after every batch.
     described = con.execute(f"SELECT * FROM {SILVER.table} LIMIT 0").description
@@ -415,17 +424,17 @@ def _schema_check(con: duckdb.DuckDBPyConnection, report: BatchReport) -> dg.Ass
     rows = con.execute(f"SELECT {', '.join(columns)} FROM _candidates WHERE NOT is_late").pl()
     assert isinstance(rows, pl.DataFrame)
     try:
-        contract.pandera_schema().validate(rows, lazy=True)
+        silver.pandera_schema().validate(rows, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         failures = exc.failure_cases
         return dg.AssetCheckResult(
             asset_key=SILVER.asset_key,
-            check_name="schema",
+            check_name=SCHEMA,
             passed=False,
             metadata={"rows": rows.height, "failures": str(failures.head(20))},
         )
     return dg.AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="schema", passed=True, metadata={"rows": rows.height}
+        asset_key=SILVER.asset_key, check_name=SCHEMA, passed=True, metadata={"rows": rows.height}
     )
 
 

@@ -2,15 +2,20 @@
 
 Timestamps are ``TIMESTAMP`` holding UTC (the stream's ``...Z`` times, without a zone), money is
 ``DECIMAL(18,2)`` from silver on, so window sums and ledger balances are exact, not float-rounded.
+Every table with a contract is created from it (``contract_ddl``); bronze (as delivered, no
+contract), the quarantine and the stream's state are declared here.
 The big tables carry no primary-key index: an ART index would cost more than the batch insert,
 and the commit protocol plus the checks (``event_id_unique``, ``balanced``) guard the keys.
 """
 
 from __future__ import annotations
 
+import functools
+
 import duckdb
 
 from assets.payments.reference import ALLOWED_LATENESS_S
+from data_products.lib.contracts import Contract, load_contract_for
 from data_products.lib.keys import DatasetName
 from data_products.lib.microbatch import STATE_SCHEMA, ensure_state
 
@@ -39,73 +44,68 @@ CARD_KEY = "md5_number(user_id)"
 between releases and would silently orphan the stored state), and 128 bits make a collision
 between two cards negligible (n^2 / 2^129: 1e-27 for a billion cards)."""
 
-_TRANSACTION_COLUMNS = """
-    event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, merchant_id VARCHAR NOT NULL,
-    amount DECIMAL(18,2) NOT NULL, currency VARCHAR NOT NULL, country VARCHAR NOT NULL,
-    device_id VARCHAR, event_time TIMESTAMP NOT NULL, event_hour TIMESTAMP NOT NULL,
-    log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL, batch_id VARCHAR NOT NULL,
-    ingested_at TIMESTAMP NOT NULL"""
+CONTRACTED = (SILVER, LATE, FEATURES, ALERTS, LEDGER, RECONCILIATION)
+"""The payments tables with a contract: their DDL is the contract's (columns, physical types,
+``required`` → NOT NULL, in contract order, which the stream's positional inserts follow)."""
 
-_WINDOW_COLUMNS = ",\n".join(
-    f"count_{w} BIGINT NOT NULL, sum_{w} DECIMAL(38,2) NOT NULL, mean_{w} DOUBLE NOT NULL, "
-    f"max_{w} DECIMAL(18,2) NOT NULL"
-    for w in ("1m", "5m", "1h")
-)
 
-DDL = (
-    "CREATE SCHEMA IF NOT EXISTS payments_bronze",
-    "CREATE SCHEMA IF NOT EXISTS payments_silver",
-    "CREATE SCHEMA IF NOT EXISTS payments_gold",
-    f"""CREATE TABLE IF NOT EXISTS {BRONZE.table} (
-        event_id VARCHAR, user_id VARCHAR, merchant_id VARCHAR, amount DOUBLE, currency VARCHAR,
-        country VARCHAR, device_id VARCHAR, event_time VARCHAR, event_hour TIMESTAMP,
-        log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
-        log_appended_at TIMESTAMP NOT NULL,
-        batch_id VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)""",
-    f"CREATE TABLE IF NOT EXISTS {SILVER.table} ({_TRANSACTION_COLUMNS})",
-    f"""CREATE TABLE IF NOT EXISTS {QUARANTINE.table} (
-        rule_id VARCHAR NOT NULL, failed_rules VARCHAR[] NOT NULL, severity VARCHAR NOT NULL,
-        reason VARCHAR NOT NULL, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
-        raw_record VARCHAR NOT NULL, event_hour TIMESTAMP, batch_id VARCHAR NOT NULL,
-        quarantined_at TIMESTAMP NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {LATE.table} ({_TRANSACTION_COLUMNS},
-        stream_time TIMESTAMP NOT NULL, lateness_s DOUBLE NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {FEATURES.table} (
-        event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, event_time TIMESTAMP NOT NULL,
-        event_hour TIMESTAMP NOT NULL, amount DECIMAL(18,2) NOT NULL, country VARCHAR NOT NULL,
-        {_WINDOW_COLUMNS},
-        history_count_1h BIGINT NOT NULL, history_mean_1h DOUBLE, history_std_1h DOUBLE,
-        zscore_1h DOUBLE, prev_event_time TIMESTAMP, prev_country VARCHAR,
-        country_seen_1h BIGINT NOT NULL, computed_at TIMESTAMP NOT NULL,
-        batch_id VARCHAR NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {ALERTS.table} (
-        event_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, event_time TIMESTAMP NOT NULL,
-        amount DECIMAL(18,2) NOT NULL, country VARCHAR NOT NULL, velocity BOOLEAN NOT NULL,
-        amount_spike BOOLEAN NOT NULL, impossible_travel BOOLEAN NOT NULL,
-        rules VARCHAR NOT NULL, burst_count BIGINT, zscore_1h DOUBLE, speed_kmh DOUBLE,
-        alerted_at TIMESTAMP NOT NULL, batch_id VARCHAR NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {LEDGER.table} (
-        event_id VARCHAR NOT NULL, entry_no INTEGER NOT NULL, account VARCHAR NOT NULL,
-        side VARCHAR NOT NULL, amount DECIMAL(18,2) NOT NULL, currency VARCHAR NOT NULL,
-        merchant_id VARCHAR NOT NULL, booking_date DATE NOT NULL, event_time TIMESTAMP NOT NULL,
-        batch_id VARCHAR NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {CARD_EVENTS} (
-        card UHUGEINT NOT NULL, event_time TIMESTAMP NOT NULL, amount DECIMAL(18,2) NOT NULL,
-        country VARCHAR NOT NULL, event_id VARCHAR NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {LEDGER_TOTALS} (
-        debits DECIMAL(38,2) NOT NULL, credits DECIMAL(38,2) NOT NULL,
-        transactions BIGINT NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.partition_time (
-        consumer VARCHAR NOT NULL, topic VARCHAR NOT NULL, partition INTEGER NOT NULL,
-        stream_time TIMESTAMP NOT NULL, PRIMARY KEY (consumer, topic, partition))""",
-)
+@functools.cache
+def contract(name: DatasetName) -> Contract:
+    """The compiled contract of ``name``, parsed once per process: a daemon or benchmark running
+    batch after batch in one process re-read and re-compiled the YAML on every batch."""
+    return load_contract_for(name)
+
+
+def silver_contract() -> Contract:
+    """The contract whose row rules the stream applies to every record."""
+    return contract(SILVER)
+
+
+def contract_ddl(found: Contract) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` from the contract's columns; no primary-key index (see the
+    module docstring)."""
+    columns = ",\n    ".join(
+        f"{c.name} {c.physical_type}{' NOT NULL' if c.required else ''}" for c in found.columns
+    )
+    return f"CREATE TABLE IF NOT EXISTS {found.physical_table} (\n    {columns})"
+
+
+@functools.cache
+def _ddl() -> tuple[str, ...]:
+    return (
+        "CREATE SCHEMA IF NOT EXISTS payments_bronze",
+        "CREATE SCHEMA IF NOT EXISTS payments_silver",
+        "CREATE SCHEMA IF NOT EXISTS payments_gold",
+        # Bronze has no contract (as delivered: every field nullable, event_time as text).
+        f"""CREATE TABLE IF NOT EXISTS {BRONZE.table} (
+            event_id VARCHAR, user_id VARCHAR, merchant_id VARCHAR, amount DOUBLE,
+            currency VARCHAR, country VARCHAR, device_id VARCHAR, event_time VARCHAR,
+            event_hour TIMESTAMP, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
+            _log_appended_at TIMESTAMP NOT NULL,
+            _batch_id VARCHAR NOT NULL, _ingested_at TIMESTAMP NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {QUARANTINE.table} (
+            rule_id VARCHAR NOT NULL, failed_rules VARCHAR[] NOT NULL, severity VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
+            raw_record VARCHAR NOT NULL, event_hour TIMESTAMP, _batch_id VARCHAR NOT NULL,
+            _quarantined_at TIMESTAMP NOT NULL)""",
+        *(contract_ddl(contract(name)) for name in CONTRACTED),
+        f"""CREATE TABLE IF NOT EXISTS {CARD_EVENTS} (
+            card UHUGEINT NOT NULL, event_time TIMESTAMP NOT NULL, amount DECIMAL(18,2) NOT NULL,
+            country VARCHAR NOT NULL, event_id VARCHAR NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {LEDGER_TOTALS} (
+            debits DECIMAL(38,2) NOT NULL, credits DECIMAL(38,2) NOT NULL,
+            transactions BIGINT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {STATE_SCHEMA}.partition_time (
+            consumer VARCHAR NOT NULL, topic VARCHAR NOT NULL, partition INTEGER NOT NULL,
+            stream_time TIMESTAMP NOT NULL, PRIMARY KEY (consumer, topic, partition))""",
+    )
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_state(con)
     had_state = _table_exists(con, CARD_EVENTS)
     had_totals = _table_exists(con, LEDGER_TOTALS)
-    for statement in DDL:
+    for statement in _ddl():
         con.execute(statement)
     if not had_totals:
         con.execute(

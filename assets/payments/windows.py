@@ -230,7 +230,7 @@ def recompute_features(
     con.execute(f"CREATE OR REPLACE TEMP TABLE _raw AS {raw}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _features AS
-        SELECT *, $computed_at::TIMESTAMP AS computed_at, $batch_id AS batch_id
+        SELECT *, $computed_at::TIMESTAMP AS _computed_at, $batch_id AS _batch_id
         FROM ({_finish("_raw")})""",
         {"computed_at": computed_at, "batch_id": batch_id},
     )

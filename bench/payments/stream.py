@@ -175,7 +175,7 @@ def run_stream(
                       (SELECT count(*) FROM payments_bronze.transactions),
                       (SELECT count(*) FROM payments_gold.user_window_features),
                       (SELECT count(*) FROM payments_silver.late_events)
-               FROM payments_silver.transactions s JOIN commits c USING (batch_id)"""
+               FROM payments_silver.transactions s JOIN commits c ON s._batch_id = c.batch_id"""
         ).fetchone()
     assert row is not None
     admitted, p50, p95, records, features, late = row

@@ -60,17 +60,16 @@ def drain(con: duckdb.DuckDBPyConnection, log: EventLog, batch: int) -> list[Bat
         )
 
 
-# Everything but the columns that record when and by which batch a row was written.
-SNAPSHOT_SQL = {
-    "bronze": "SELECT * EXCLUDE (batch_id, ingested_at, log_appended_at) "
-    "FROM payments_bronze.transactions",
-    "silver": "SELECT * EXCLUDE (batch_id, ingested_at) FROM payments_silver.transactions",
-    "late": "SELECT * EXCLUDE (batch_id, ingested_at) FROM payments_silver.late_events",
-    "features": "SELECT * EXCLUDE (batch_id, computed_at) FROM payments_gold.user_window_features",
-    "alerts": "SELECT * EXCLUDE (batch_id, alerted_at) FROM payments_gold.fraud_alerts",
-    "ledger": "SELECT * EXCLUDE (batch_id) FROM payments_gold.ledger",
-    "quarantine": "SELECT * EXCLUDE (batch_id, quarantined_at) "
-    "FROM payments_silver.transactions_quarantine",
+# Every table a batch writes. Snapshots compare every column but the load-time ones (``_``-prefixed:
+# when and by which batch a row was written), so a new column is compared without editing this.
+SNAPSHOT_TABLES = {
+    "bronze": "payments_bronze.transactions",
+    "silver": "payments_silver.transactions",
+    "late": "payments_silver.late_events",
+    "features": "payments_gold.user_window_features",
+    "alerts": "payments_gold.fraud_alerts",
+    "ledger": "payments_gold.ledger",
+    "quarantine": "payments_silver.transactions_quarantine",
 }
 _ORDER = {
     "bronze": ["log_partition", "log_offset"],
@@ -81,8 +80,8 @@ _ORDER = {
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     out = {}
-    for name, sql in SNAPSHOT_SQL.items():
-        frame = con.execute(sql).pl()
+    for name, table in SNAPSHOT_TABLES.items():
+        frame = con.execute(f"SELECT COLUMNS(c -> NOT starts_with(c, '_')) FROM {table}").pl()
         assert isinstance(frame, pl.DataFrame)
         out[name] = frame.sort(_ORDER.get(name, ["event_id"]))
     return out

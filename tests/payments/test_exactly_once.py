@@ -185,7 +185,7 @@ def test_a_batch_computed_before_another_committed_never_lands(
         after = committed_ends(con, CONSUMER, log.topic, log.partitions)
         assert sum(after.values()) - sum(before.values()) == sum(r.size for r in ranges)
         assert con.execute(
-            "SELECT count(*) FROM payments_silver.transactions WHERE batch_id = 'late'"
+            "SELECT count(*) FROM payments_silver.transactions WHERE _batch_id = 'late'"
         ).fetchone() == (0,)
         drain(con, log, batch=500)
         tables = snapshot(con)
@@ -212,7 +212,7 @@ def test_the_uniqueness_check_names_an_event_stored_twice(data_home: Path) -> No
         assert checks["event_id_unique"].passed
         edges = con.execute(
             f"""SELECT arg_min(event_id, event_time), arg_max(event_id, event_time)
-                FROM {SILVER.table} WHERE batch_id = 'last'"""
+                FROM {SILVER.table} WHERE _batch_id = 'last'"""
         ).fetchone()
         assert edges is not None
         con.execute(

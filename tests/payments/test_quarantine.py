@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from assets.payments.records import RULE_IDS
+from assets.payments.records import PARSE_RULE, record_rules
+from assets.payments.tables import silver_contract
 from data_products.lib.settings import get_settings
 from tests.payments.helpers import SMALL, drain, produce_small, snapshot
 
@@ -34,22 +35,22 @@ def _line(**changes: object) -> bytes:
 
 # (raw record, the rule it must be quarantined under)
 BAD_RECORDS = [
-    (b"not json at all\n", "payments.silver.transactions.record.parse"),
-    (b"[1, 2, 3]\n", "payments.silver.transactions.record.parse"),
-    (_line(event_id="bad-1", amount="12,50"), "payments.silver.transactions.record.parse"),
-    (b'{"event_id": "bad-2", "amount": 1.0', "payments.silver.transactions.record.parse"),
+    (b"not json at all\n", PARSE_RULE),
+    (b"[1, 2, 3]\n", PARSE_RULE),
+    (_line(event_id="bad-1", amount="12,50"), PARSE_RULE),
+    (b'{"event_id": "bad-2", "amount": 1.0', PARSE_RULE),
     (
         _line(event_id="bad-3") + _line(event_id="bad-4"),
-        "payments.silver.transactions.record.parse",
+        PARSE_RULE,
     ),
-    (b"\xff\xfe\n", "payments.silver.transactions.record.parse"),
-    (_line(event_id="bad-5", user_id=...), "payments.silver.transactions.user_id.required"),
-    (_line(event_id="bad-6", amount=-3.0), "payments.silver.transactions.amount.positive"),
+    (b"\xff\xfe\n", PARSE_RULE),
+    (_line(event_id="bad-5", user_id=...), "transactions.user_id.required"),
+    (_line(event_id="bad-6", amount=-3.0), "transactions.amount.range"),
     (
         _line(event_id="bad-7", event_time="01/03/2026"),
-        "payments.silver.transactions.event_time.format",
+        "transactions.event_time.type",
     ),
-    (_line(event_id="bad-8", currency="usd"), "payments.silver.transactions.currency.pattern"),
+    (_line(event_id="bad-8", currency="usd"), "transactions.currency.pattern"),
 ]
 
 
@@ -70,14 +71,14 @@ def test_malformed_records_are_quarantined_and_the_rest_published(data_home: Pat
     assert quarantine.select("log_partition", "log_offset", "rule_id").rows() == [
         (0, middle + i, rule) for i, (_, rule) in enumerate(BAD_RECORDS)
     ]
-    assert set(quarantine["rule_id"]) <= set(RULE_IDS)
+    assert set(quarantine["rule_id"]) <= set(record_rules(silver_contract()).ids)
     # Reasons name the log position; raw records are kept as delivered.
     assert all(r.startswith(f"p0@{middle + i}: ") for i, r in enumerate(quarantine["reason"]))
     assert quarantine["raw_record"][0] == "not json at all\n"
     assert "12,50" in quarantine["reason"][2]
     # A record that fails several rules lists them all.
     assert quarantine.filter(pl.col("log_offset") == middle + 6)["failed_rules"].to_list() == [
-        ["payments.silver.transactions.user_id.required"]
+        ["transactions.user_id.required"]
     ]
     # Everything around the bad records is published; no bad id reached silver.
     published = set(tables["silver"]["event_id"]) | set(tables["late"]["event_id"])
