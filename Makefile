@@ -45,6 +45,7 @@ checks: install  ## materialise the sample ranges, run every asset check, write 
 lint: install  ## ruff, definitions validation, dbt parse
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas

@@ -89,7 +89,7 @@ class Workload:
             )
             self._copy_rows("products", products, self._product)
             self._copy_rows("customers", customers, self._customer)
-            pairs = set()
+            pairs: set[tuple[int, int]] = set()
             while len(pairs) < min(
                 stock, len(self.live["warehouses"]) * len(self.live["products"])
             ):
