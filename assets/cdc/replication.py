@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
+from pyiceberg.table import Table
 
 from assets.cdc.oltp import TABLES
 from assets.cdc.runtime import build_pipeline
@@ -246,7 +247,7 @@ def _history_check(
     )
 
 
-def _records(table) -> int:  # type: ignore[no-untyped-def]
+def _records(table: Table | None) -> int:
     snapshot = table.current_snapshot() if table is not None else None
     return int(snapshot.summary.get("total-records", "0")) if snapshot and snapshot.summary else 0
 
