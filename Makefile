@@ -46,6 +46,7 @@ lint: install  ## ruff, import layers (import-linter), definitions validation, d
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench-commerce: install  ## benchmark: 1M order lines/day x 7 days, platform vs DuckDB SQL vs pandas

@@ -8,6 +8,7 @@ schema changes (a column added, a column renamed) while changes keep flowing.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -89,7 +90,7 @@ class Workload:
             )
             self._copy_rows("products", products, self._product)
             self._copy_rows("customers", customers, self._customer)
-            pairs = set()
+            pairs: set[tuple[int, int]] = set()
             while len(pairs) < min(
                 stock, len(self.live["warehouses"]) * len(self.live["products"])
             ):
@@ -99,10 +100,10 @@ class Workload:
                 "stock_levels", [(w, p, self.rng.randint(0, 500), self._ts()) for w, p in pairs]
             )
 
-    def _copy_rows(self, table: str, count: int, make) -> None:  # type: ignore[no-untyped-def]
+    def _copy_rows(self, table: str, count: int, make: Callable[[int], tuple[object, ...]]) -> None:
         self._copy(table, (make(self._new_id(table)) for _ in range(count)))
 
-    def _copy(self, table: str, rows) -> None:  # type: ignore[no-untyped-def]
+    def _copy(self, table: str, rows: Iterable[tuple[object, ...]]) -> None:
         with self.conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

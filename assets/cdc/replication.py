@@ -10,11 +10,12 @@ from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
+from pyiceberg.table import Table
 
 from assets.cdc.oltp import TABLES
 from assets.cdc.runtime import build_pipeline
 from data_products.lib.cdc.lsn import format_lsn, parse_lsn
-from data_products.lib.cdc.pipeline import NAMESPACE, BatchResult, TableSinks
+from data_products.lib.cdc.pipeline import NAMESPACE, BatchResult, CdcPipeline, TableSinks
 from data_products.lib.cdc.schema import KEY_COLUMN, KEY_SEPARATOR
 from data_products.lib.cdc.timetravel import read_history_as_of
 from data_products.lib.cdc.verify import compare, row_hashes, source_view
@@ -137,12 +138,12 @@ def cdc_replication(
 
 
 def materializations(
-    pipeline, result: BatchResult, postgres: PostgresResource, lake: LakeResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:  # type: ignore[no-untyped-def]
+    pipeline: CdcPipeline, result: BatchResult, postgres: PostgresResource, lake: LakeResource
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Per table: mirror and history materialisations, and the consistency check."""
     state = pipeline.state()
     view = source_view(pipeline.source, state)
-    common = {
+    common: dict[str, str | int | bool] = {
         "cdc/lsn_range": result.lsn_range,
         "cdc/transactions": result.transactions,
         "cdc/changes": result.changes,
@@ -159,12 +160,14 @@ def materializations(
             compare(table, "delta", delta, view, columns),
         ]
         iceberg_table = sinks.iceberg.table()
+        if iceberg_table is None:  # the batch above wrote every mirror
+            raise RuntimeError(f"the Iceberg mirror of {table} is missing after the batch")
         yield dg.MaterializeResult(
             asset_key=mirror_key(table),
             metadata={
                 **common,
                 "dagster/row_count": iceberg.height,
-                URI_METADATA_KEY: _file_uri(iceberg_table.location()),  # type: ignore[union-attr]
+                URI_METADATA_KEY: _file_uri(iceberg_table.location()),
                 REPLICAS_KEY: dg.MetadataValue.json([_file_uri(sinks.delta.uri)]),
                 "cdc/keys_merged": stats.keys if stats else 0,
                 "cdc/deletes": stats.deletes if stats else 0,
@@ -175,11 +178,13 @@ def materializations(
             },
         )
         history_table = sinks.history.table()
+        if history_table is None:  # the batch above wrote every history table
+            raise RuntimeError(f"the Iceberg history of {table} is missing after the batch")
         yield dg.MaterializeResult(
             asset_key=history_key(table),
             metadata={
                 **common,
-                URI_METADATA_KEY: _file_uri(history_table.location()),  # type: ignore[union-attr]
+                URI_METADATA_KEY: _file_uri(history_table.location()),
                 "dagster/row_count": _records(history_table),
             },
         )
@@ -232,7 +237,7 @@ def _history_check(
     )
 
 
-def _records(table) -> int:  # type: ignore[no-untyped-def]
+def _records(table: Table | None) -> int:
     snapshot = table.current_snapshot() if table is not None else None
     return int(snapshot.summary.get("total-records", "0")) if snapshot and snapshot.summary else 0
 

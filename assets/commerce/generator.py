@@ -306,8 +306,12 @@ def _format_money(cents: pl.Expr, style: pl.Expr, symbol: pl.Expr) -> pl.Expr:
 
 
 def _format_ts(ts: pl.Expr, style: pl.Expr) -> pl.Expr:
-    out = pl.when(style == 0).then(ts.dt.strftime(_TS_FORMATS[0]))
-    out = out.when(style == 1).then(ts.dt.strftime(_TS_FORMATS[1]))
+    out = (
+        pl.when(style == 0)
+        .then(ts.dt.strftime(_TS_FORMATS[0]))
+        .when(style == 1)
+        .then(ts.dt.strftime(_TS_FORMATS[1]))
+    )
     return out.otherwise(ts.dt.strftime(_TS_FORMATS[2]))
 
 

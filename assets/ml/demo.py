@@ -18,7 +18,7 @@ from data_products.lib.domains import domain
 def _days(start: str, end: str) -> list[str]:
     from assets.ml.common import PARTITIONS
 
-    return PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    return list(PARTITIONS.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
 
 
 def aviation_ready(instance: dg.DagsterInstance, start: str, end: str) -> bool:

@@ -214,7 +214,7 @@ def build_repo_objects(home: Path) -> list[Entity | FileSource | FeatureView | F
     objects.append(
         FeatureService(
             name=FEATURE_SERVICE,
-            features=views,
+            features=[*views],
             description="Every feature the departure-delay model reads (version 1).",
         )
     )

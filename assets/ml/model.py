@@ -148,13 +148,15 @@ def delay_model(
     metadata.update(
         {
             "dagster/uri": dg.MetadataValue.url(f"file://{pointer.path}"),
-            "model_version": pointer.version,
-            "holdout_roc_auc": auc,
-            "baseline_roc_auc": baseline,
-            "train_window": f"{bundle.train_start}...{bundle.train_end}",
-            "holdout_window": f"{bundle.holdout_start}...{bundle.holdout_end}",
-            "train_rows": int(bundle.metrics["train_rows"]),
-            "holdout_rows": int(bundle.metrics["holdout_rows"]),
+            "model_version": dg.MetadataValue.text(pointer.version),
+            "holdout_roc_auc": dg.MetadataValue.float(auc),
+            "baseline_roc_auc": dg.MetadataValue.float(baseline),
+            "train_window": dg.MetadataValue.text(f"{bundle.train_start}...{bundle.train_end}"),
+            "holdout_window": dg.MetadataValue.text(
+                f"{bundle.holdout_start}...{bundle.holdout_end}"
+            ),
+            "train_rows": dg.MetadataValue.int(int(bundle.metrics["train_rows"])),
+            "holdout_rows": dg.MetadataValue.int(int(bundle.metrics["holdout_rows"])),
         }
     )
     yield dg.MaterializeResult(metadata=metadata)

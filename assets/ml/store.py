@@ -55,7 +55,7 @@ def feature_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     settings = get_settings()
     store = feature_store(settings)
     objects = build_repo_objects(settings.home)
-    store.apply(objects)
+    store.apply([*objects])
     views = sorted(v.name for v in store.list_feature_views())
     context.log.info(f"feast apply: {len(views)} feature views in {registry_path(settings)}")
     return dg.MaterializeResult(

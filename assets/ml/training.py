@@ -9,7 +9,7 @@ check per model feature against the window the current model was trained on (war
 
 from collections.abc import Iterator
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import dagster as dg
 import numpy as np
@@ -263,14 +263,17 @@ def training_set(
     trained_on = set(model.train_days()) if model else set()
     current = frame.filter(~pl.col("partition_date").is_in(list(trained_on)))
     metadata = written.metadata()
+    # A boolean column's mean is a float; polars types Series.mean() for every dtype.
     metadata["delayed_share"] = dg.MetadataValue.float(
-        float(frame["is_delayed"].mean()) if frame.height else 0.0
+        cast(float, frame["is_delayed"].mean()) if frame.height else 0.0
     )
-    metadata["cold_start_share"] = {
-        view.name: float(frame[view.known_at].is_null().mean()) if frame.height else 0.0
-        for view in VIEWS
-    }
-    metadata["drift_reference"] = (
+    metadata["cold_start_share"] = dg.MetadataValue.json(
+        {
+            view.name: cast(float, frame[view.known_at].is_null().mean()) if frame.height else 0.0
+            for view in VIEWS
+        }
+    )
+    metadata["drift_reference"] = dg.MetadataValue.text(
         f"model {model.version}: {describe_keys([d.isoformat() for d in model.train_days()])}"
         if model
         else "none (no trained model yet)"

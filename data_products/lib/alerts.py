@@ -42,7 +42,10 @@ class FreshnessAlert:
 
 def alert_from_record(record: dg.EventLogRecord) -> FreshnessAlert | None:
     """An alert for a transition into WARN/FAIL or out of it; None for other transitions."""
-    change = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+    event = record.event_log_entry.dagster_event
+    if event is None:  # a plain log line, not a Dagster event: no transition
+        return None
+    change = event.asset_freshness_state_change_data
     new, previous = change.new_state.value, change.previous_state.value
     if new in ALERT_STATES:
         kind = "breach"

@@ -335,6 +335,8 @@ def _join_on_rows(
 
     registered: FeatureView = store.get_feature_view(view)
     source = registered.batch_source
+    if not isinstance(source, FileSource):  # the bounded copy below only knows file sources
+        raise TypeError(f"feature view {view!r} has no file source: {source!r}")
     scratch_root = Path(store.config.registry.path).parent / "scratch"
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root, prefix=f"{view}-") as scratch:
@@ -362,7 +364,12 @@ def _join_on_rows(
 
 def _source_keys(store: FeatureStore, view: str, join_key: str) -> list[str]:
     """The distinct keys in a view's file source (Parquet footers and one column: cheap)."""
-    source = Path(store.get_feature_view(view).batch_source.path)
+    from feast import FileSource
+
+    batch_source = store.get_feature_view(view).batch_source
+    if not isinstance(batch_source, FileSource):  # only file sources have Parquet to read
+        raise TypeError(f"feature view {view!r} has no file source: {batch_source!r}")
+    source = Path(batch_source.path)
     files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
     if not files:
         return []

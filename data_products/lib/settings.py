@@ -37,7 +37,7 @@ class Settings(BaseModel):
         home = Path(os.environ.get("DATA_PRODUCTS_HOME") or REPO_ROOT / ".data").resolve()
         return cls(
             home=home,
-            lineage_transport=os.environ.get("DATA_PRODUCTS_LINEAGE_TRANSPORT", "file"),  # type: ignore[arg-type]
+            lineage_transport=os.environ.get("DATA_PRODUCTS_LINEAGE_TRANSPORT", "file"),
             lineage_url=os.environ.get("OPENLINEAGE_URL") or None,
             lineage_namespace=os.environ.get("OPENLINEAGE_NAMESPACE", "data-products"),
             alert_webhook_url=os.environ.get("DATA_PRODUCTS_ALERT_WEBHOOK_URL") or None,

@@ -88,10 +88,10 @@ class _Columns:
         for name, value in lake_values.items():
             data[name].append(value)
         self.keys.append(key)
-        for name, value in zip(
+        for name, meta_value in zip(
             META_COLUMNS, (op, tx.commit_lsn, change_lsn, seq, tx.commit_time, tx.xid), strict=True
         ):
-            self.meta[name].append(value)
+            self.meta[name].append(meta_value)
         self.rows += 1
 
 

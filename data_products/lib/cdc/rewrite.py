@@ -21,6 +21,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
@@ -64,7 +65,8 @@ class KeyedRewrite:
         compact_files: int = COMPACT_FILES,
     ) -> KeyedRewrite:
         schema = txn.table_metadata.schema()
-        arrow_schema = schema_to_pyarrow(schema, include_field_ids=False)
+        # pyiceberg annotates the result as the ``pa.schema`` factory function; it is a pa.Schema.
+        arrow_schema = cast(pa.Schema, schema_to_pyarrow(schema, include_field_ids=False))
         field_id = schema.find_field(key_column).field_id
         wanted = sorted({key.encode() for key in keys})
         every = list(table.scan().plan_files()) if table.current_snapshot() is not None else []

@@ -127,7 +127,7 @@ class IcebergHistory(IcebergMirror):
     def replace_all(self, rows: pl.DataFrame, lsn: int) -> None:
         super().replace_all(versions(rows), lsn)
 
-    def apply(self, changes: pl.DataFrame, lsn: int) -> None:  # type: ignore[override]
+    def apply(self, changes: pl.DataFrame, lsn: int) -> None:
         """Append the batch's versions and close the versions they supersede.
 
         Only *current* versions are ever rewritten: current and closed versions are written to

@@ -169,7 +169,7 @@ class StepLineage:
     def materialized_outputs(self) -> list[OutputDataset]:
         assertions = self._assertions_by_key()
         check_metadata = self._check_metadata()
-        datasets = []
+        datasets: list[OutputDataset] = []
         for key in self.record.materialized:
             metadata = self.metadata(key)
             spec = self.assets_def.specs_by_key.get(key)
