@@ -54,7 +54,7 @@ class PlatformDbtCliResource(DbtCliResource):
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
 
-    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> BaseAdapter | None:  # type: ignore[override]  # None: no adapter in a fresh process (see docstring)
         return None  # built by cli_overlapped once the dbt process has started
 
     def cli_overlapped(
