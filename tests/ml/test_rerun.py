@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
-from data_products.lib.runs import materialize_slice
 
 from assets.ml.common import TRAINING_SET
+from data_products.cli.runs import materialize_slice
 from tests.ml.conftest import END, START, MlDomain
 from tests.snapshots import assert_same_snapshot, capture_home
 
