@@ -188,8 +188,14 @@ def tick_and_run(
     does; a run is labelled by its micro-batch ranges (``microbatch/ranges``), else its run key.
     """
     sensor = defs.resolve_sensor_def(sensor_name)
+    # The sensor gets the code location's resources, as under the daemon (cdc_slot reads the
+    # replication slot through the postgres and lake resources).
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, sensor_name=sensor_name
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=sensor_name,
+        resources=defs.resources,
     )
     result = sensor.evaluate_tick(context)
     job = defs.resolve_implicit_global_asset_job_def()
