@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import dagster as dg
 
 from data_products.cli.junit import write_junit
-from data_products.cli.runs import CheckOutcome, SliceRun, materialize_slice
+from data_products.cli.runs import CheckOutcome, SliceRun, materialize_slice, tick_and_run
 from data_products.lib.partitions import daily
 
 
@@ -152,3 +152,34 @@ def test_a_blocked_reference_run_does_not_start_the_range() -> None:
         assert run.skipped_assets == ["flights", "model"]
         assert [c.check for c in run.gate_failures] == ["complete"]
         assert instance.get_materialized_partitions(dg.AssetKey("flights")) == set()
+
+
+class _Source(dg.ConfigurableResource):
+    """A resource a sensor reads, like cdc_slot reads the replication slot."""
+
+    position: str
+
+
+@dg.asset(key=["demo", "bronze", "ticked"])
+def _ticked() -> None:
+    return None
+
+
+@dg.sensor(asset_selection=[dg.AssetKey(["demo", "bronze", "ticked"])])
+def _needs_a_resource(context: dg.SensorEvaluationContext, source: _Source) -> dg.SensorResult:
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"at-{source.position}")], cursor=source.position
+    )
+
+
+def test_a_tick_gives_the_sensor_the_code_locations_resources(data_home: Path) -> None:
+    defs = dg.Definitions(
+        assets=[_ticked],
+        sensors=[_needs_a_resource],
+        resources={"source": _Source(position="42")},
+    )
+    with dg.instance_for_test() as instance:
+        runs, cursor = tick_and_run(defs, instance, "_needs_a_resource")
+    assert cursor == "42"
+    assert [run.success for run in runs] == [True]
+    assert runs[0].materialized == ["demo/bronze/ticked"]
