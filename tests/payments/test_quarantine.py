@@ -121,3 +121,19 @@ def test_quarantine_is_exactly_once_across_batch_sizes(
     one_batch, _, _ = _consume(batch=100_000)
     for name in small_batches:
         assert_frame_equal(small_batches[name], one_batch[name], check_row_order=True)
+
+
+def test_a_quarantine_table_of_the_old_shape_fails_naming_the_table(data_home: Path) -> None:
+    """No payments warehouse from before the shared quarantine schema exists outside tests, so
+    there is no migration; a leftover one must fail loudly, not lose the rejected records."""
+    get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(get_settings().warehouse_path)) as con:
+        con.execute("CREATE SCHEMA payments_silver")
+        con.execute(
+            f"""CREATE TABLE {QUARANTINE.table} (rule_id VARCHAR, failed_rules VARCHAR[],
+                severity VARCHAR, reason VARCHAR, log_partition INTEGER, log_offset BIGINT,
+                raw_record VARCHAR, event_hour TIMESTAMP, _batch_id VARCHAR,
+                _quarantined_at TIMESTAMP)"""
+        )
+    with pytest.raises(RuntimeError, match=f"DROP TABLE {QUARANTINE.table}"):
+        _consume(batch=100_000)
