@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,12 @@ from data_products.lib.contracts.expressions import (
     reason_expr,
     value_expr,
 )
-from data_products.lib.contracts.model import DELIVERED_PREFIX, RAW_SUFFIX, PlatformColumn
+from data_products.lib.contracts.model import (
+    DELIVERED_PREFIX,
+    PLATFORM_COLUMNS,
+    RAW_SUFFIX,
+    PlatformColumn,
+)
 from data_products.lib.keys import DatasetName, validate_column
 from data_products.lib.ordering import sort_unless_sorted
 
@@ -43,13 +48,16 @@ SAMPLE_SIZE = 5
 _ROW_ORDER = ["_source_file", "_source_line"]
 _MAX_DRIFT_VALUES_PARSED = 1_000
 
+
+def _lineage(name: str, description: str) -> PlatformColumn:
+    """A platform lineage column (its type declared once, in ``PLATFORM_COLUMNS``) with what it
+    means for a rejected record."""
+    return replace(next(p for p in PLATFORM_COLUMNS if p.name == name), description=description)
+
+
 QUARANTINE_COLUMNS: tuple[PlatformColumn, ...] = (
-    PlatformColumn(
-        "partition_date",
-        pl.Date(),
-        "DATE",
-        "Day of the rejected record: its delivery day (files) or its event day (streams).",
-        False,
+    _lineage(
+        "partition_date", "Day of the rejected record: delivery day (files), event day (streams)."
     ),
     PlatformColumn(
         "rule_id", pl.String(), "VARCHAR", "The first error rule it failed (contract order).", False
@@ -63,20 +71,10 @@ QUARANTINE_COLUMNS: tuple[PlatformColumn, ...] = (
     PlatformColumn(
         "reason", pl.String(), "VARCHAR", "Why, naming the value and where it was read.", False
     ),
-    PlatformColumn(
-        "_source_file",
-        pl.String(),
-        "VARCHAR",
-        "Where it was read: landing file, or ``<topic>/p<partition>`` of an event log.",
-        False,
+    _lineage(
+        "_source_file", "Where it was read: landing file, or ``<topic>/p<partition>`` of a log."
     ),
-    PlatformColumn(
-        "_source_line",
-        pl.Int64(),
-        "BIGINT",
-        "Its line in that file, or its offset in that log partition.",
-        False,
-    ),
+    _lineage("_source_line", "Its line in that file, or its offset in that log partition."),
     PlatformColumn(
         "raw_record", pl.String(), "VARCHAR", "The record as delivered (JSON or log text).", False
     ),
