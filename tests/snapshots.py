@@ -37,14 +37,9 @@ _UNSORTABLE = (pl.List, pl.Array, pl.Struct, pl.Object)
 _SYSTEM_SCHEMAS = ("information_schema", "pg_catalog")
 
 
-_NOT_YET_RENAMED = frozenset({"quarantined_at"})
-"""Load-time columns still without their ``_`` (issue 14 renames them): drop this set once
-``data_products/lib/quarantine.py`` writes ``_quarantined_at``."""
-
-
 def is_load_time_column(name: str) -> bool:
     """``_<event>_at``: when the platform loaded, quarantined or trained; differs on every run."""
-    return (name.startswith("_") and name.endswith("_at")) or name in _NOT_YET_RENAMED
+    return name.startswith("_") and name.endswith("_at")
 
 
 def normalised(frame: pl.DataFrame) -> pl.DataFrame:

@@ -20,9 +20,10 @@ from assets.ml.common import (
     AVIATION_ROTATIONS,
     AVIATION_WEATHER,
     PARTITIONS,
-    contract_schema_check,
 )
 from assets.ml.feature_definitions import EVENT_TIMESTAMP, PARTITION_COLUMN, VIEWS, ViewSpec
+from data_products.lib.contracts import load_contract_for
+from data_products.lib.contracts.checks import schema_check
 from data_products.lib.feast_store import feature_exports
 from data_products.lib.partitions import describe_keys, run_dates
 from resources.warehouse import WarehouseResource
@@ -159,7 +160,12 @@ def ml_feature_exports(
                     "partition_range": describe_keys([d.isoformat() for d in days]),
                 },
             )
-            yield contract_schema_check(view.dataset, frame)
+            yield schema_check(
+                load_contract_for(view.dataset),
+                frame,
+                partitions=describe_keys([d.isoformat() for d in days]),
+                key_uniqueness=True,
+            )
             yield _key_check(view, frame)
     context.log.info(
         f"feature exports for {describe_keys([d.isoformat() for d in days])}: "

@@ -21,10 +21,11 @@ from assets.ml.common import (
     FEATURE_REGISTRY,
     PARTITIONS,
     TRAINING_SET,
-    contract_schema_check,
 )
 from assets.ml.feature_definitions import EVENT_TIMESTAMP, MODEL_FEATURES, VIEWS
 from assets.ml.features import training_entities
+from data_products.lib.contracts import load_contract_for
+from data_products.lib.contracts.checks import schema_check
 from data_products.lib.drift import feature_drift
 from data_products.lib.feast_store import (
     FeatureExports,
@@ -280,5 +281,10 @@ def training_set(
     )
     yield dg.MaterializeResult(metadata=metadata)
     yield leakage_check(frame)
-    yield contract_schema_check(TRAINING_SET, stored)
+    yield schema_check(
+        load_contract_for(TRAINING_SET),
+        stored,
+        partitions=describe_keys([d.isoformat() for d in days]),
+        key_uniqueness=True,
+    )
     yield from drift_checks(reference, current)

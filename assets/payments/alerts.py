@@ -195,5 +195,9 @@ def evaluate_alerts(
         "precision": tp / (tp + fp) if tp + fp else 1.0,
         "recall": tp / (tp + fn) if tp + fn else 1.0,
         "incidents": incidents.height,
-        "incident_recall": float(incidents["alerted"].mean()) if incidents.height else 1.0,
+        "incident_recall": (
+            incidents.filter(pl.col("alerted")).height / incidents.height
+            if incidents.height
+            else 1.0
+        ),
     }

@@ -60,6 +60,7 @@ from data_products.lib.microbatch import (
     committed_ends,
     resolve_ranges,
 )
+from data_products.lib.quarantine import quarantine_rows
 from data_products.lib.tables import parallel_scan
 from data_products.lib.timer import PhaseTimer
 
@@ -292,31 +293,51 @@ def _quarantine(
     packed: PackedRecords,
     rules: RecordRules,
     *,
+    topic: str,
     batch_id: str,
     now: datetime,
 ) -> tuple[int, dict[str, int]]:
-    """Write the batch's rejected records (rule, every failed rule, reason, log position, raw
-    record) to the quarantine table; returns the rows inserted and the count per rule."""
+    """Write the batch's rejected records to the quarantine table, in the quarantine schema every
+    domain shares (``data_products.lib.quarantine``); returns the rows inserted and the count per
+    rule. Only rejected rows are touched here: valid rows pay for the verdict expression alone.
+
+    The log position is the record's lineage, as file and line are a landing file's:
+    ``_source_file`` = ``<topic>/p<partition>`` (the topic keeps two streams' partitions apart),
+    ``_source_line`` = its offset in that partition. ``partition_date`` is the day of the event
+    time; a record without a readable event time (malformed, or failing the type rule) takes the
+    day the log appended it, which the log stores, so a replay files it under the same day."""
     rejected = frame.filter(~pl.col("is_valid")).with_columns(rules.verdict_columns())
     if not rejected.height:
         return 0, {}
-    rows = rejected.select(
-        "rule_id",
-        "failed_rules",
-        pl.lit("error").alias("severity"),
-        "reason",
-        "log_partition",
-        "log_offset",
-        pl.Series("raw_record", packed.text(rejected["_record"].to_list()), dtype=pl.String),
-        pl.col("event_time").dt.truncate("1h").alias("event_hour"),
-        pl.lit(batch_id).alias("_batch_id"),
-        pl.lit(now).cast(pl.Datetime("us")).alias("_quarantined_at"),
+    records = pl.Series(packed.text(rejected["_record"].to_list()), dtype=pl.String)
+    rows = quarantine_rows(
+        rejected.with_columns(raw_record=records),
+        rule_id=pl.col("rule_id"),
+        failed_rules=pl.col("failed_rules"),
+        reason=pl.col("reason"),
+        raw_record=pl.col("raw_record"),
+        quarantined_at=now,
+        partition_date=pl.coalesce(
+            pl.col("event_time").dt.date(), pl.col("log_appended_at").dt.date()
+        ),
+        source_file=pl.format("{}/p{}", pl.lit(topic), pl.col("log_partition")),
+        source_line=pl.col("log_offset"),
+        extra={"_batch_id": pl.lit(batch_id, dtype=pl.String)},
     )
     con.register("_rejected", rows.to_arrow())
-    inserted = con.execute(
-        f"INSERT INTO {QUARANTINE.table} BY NAME SELECT * FROM _rejected"
-    ).fetchone()
-    con.unregister("_rejected")
+    try:
+        inserted = con.execute(
+            f"INSERT INTO {QUARANTINE.table} BY NAME SELECT * FROM _rejected"
+        ).fetchone()
+    except duckdb.BinderException as exc:
+        raise RuntimeError(
+            f"{QUARANTINE.table} does not have the shared quarantine columns "
+            f"({', '.join(rows.columns)}): it was created by a stream from before they were "
+            f"shared. Drop it (DROP TABLE {QUARANTINE.table}) and replay, or start from a clean "
+            f"data home: {exc}"
+        ) from exc
+    finally:
+        con.unregister("_rejected")
     per_rule = dict(rows.group_by("rule_id").len().sort("rule_id").iter_rows())
     return (int(inserted[0]) if inserted else 0), per_rule
 
@@ -417,7 +438,7 @@ def _write(
         report.bronze_rows = int(bronze[0]) if bronze else 0
     with timer.phase("silver"):
         report.quarantined, report.quarantine_rules = _quarantine(
-            con, frame, packed, batch.rules, batch_id=report.batch_id, now=now
+            con, frame, packed, batch.rules, topic=topic, batch_id=report.batch_id, now=now
         )
         columns = (
             "event_id, user_id, merchant_id, amount, currency, country, device_id, event_time, "

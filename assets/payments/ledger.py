@@ -71,7 +71,11 @@ _SUMS = """SELECT coalesce(sum(amount) FILTER (WHERE side = 'debit'), 0) AS debi
                   count(*) FILTER (WHERE entry_no = 1) AS transactions"""
 
 
-def balance_report(con: duckdb.DuckDBPyConnection, *, batch_id: str | None) -> dict[str, object]:
+BalanceReport = dict[str, str | int | float | list[str]]
+"""What ``balance_report`` returns: plain values, so it is a check result's metadata as it is."""
+
+
+def balance_report(con: duckdb.DuckDBPyConnection, *, batch_id: str | None) -> BalanceReport:
     """Debits vs credits per transaction and in total, with a sample of unbalanced
     transactions.
 
@@ -88,7 +92,7 @@ def balance_report(con: duckdb.DuckDBPyConnection, *, batch_id: str | None) -> d
     ).fetchall()
     control = con.execute(f"SELECT debits, credits, transactions FROM {LEDGER_TOTALS}").fetchone()
     debits, credits, transactions = control if control else (0, 0, 0)
-    report: dict[str, object] = {
+    report: BalanceReport = {
         "unbalanced_sample": [f"{e}: debits {d} credits {c}" for e, d, c in unbalanced],
         "unbalanced_in_scope": len(unbalanced),
         "total_debits": float(debits),

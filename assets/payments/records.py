@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 from data_products.lib.contracts import Contract, ContractError
 from data_products.lib.contracts.expressions import failure_expr, raw_column, reason_expr
@@ -82,8 +83,8 @@ class RecordRules:
         failed = pl.concat_list(
             [pl.when(fails).then(pl.lit(rule)).otherwise(None) for rule, fails, _ in rules]
         ).list.drop_nulls()
-        first_rule = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
-        first_reason = pl.when(rules[0][1]).then(rules[0][2])
+        first_rule: Then | ChainedThen = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
+        first_reason: Then | ChainedThen = pl.when(rules[0][1]).then(rules[0][2])
         for rule, fails, reason in rules[1:]:
             first_rule = first_rule.when(fails).then(pl.lit(rule))
             first_reason = first_reason.when(fails).then(reason)

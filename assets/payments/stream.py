@@ -45,7 +45,7 @@ from assets.payments.tables import (
     contract,
     silver_contract,
 )
-from data_products.lib.contracts.checks import ROWS_RECONCILE, SCHEMA
+from data_products.lib.contracts.checks import ROWS_RECONCILE, SCHEMA, schema_check
 from data_products.lib.eventlog import EventLog, OffsetRange
 from data_products.lib.keys import DatasetName
 from data_products.lib.microbatch import (
@@ -384,7 +384,7 @@ def _batch_checks(
             "sample": [f"{e} x{c}" for e, c in doubled],
         },
     )
-    yield _schema_check(con, report)
+    yield _schema_check(con)
     too_early = con.execute(
         f"""SELECT event_id, epoch(stream_time - event_time) AS lateness FROM _candidates
             WHERE is_late AND epoch(stream_time - event_time) <= {ALLOWED_LATENESS_S}
@@ -413,29 +413,14 @@ def _batch_checks(
     )
 
 
-def _schema_check(con: duckdb.DuckDBPyConnection, report: BatchReport) -> dg.AssetCheckResult:
-    import pandera.errors
-
-    silver = silver_contract()
-    # The batch's rows from its temp table (same connection, same values as inserted): a
-    # filter on batch_id would scan the whole silver table after every batch.
+def _schema_check(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """The platform's schema check on the batch's silver rows, read from its temp table (same
+    connection, same values as inserted): a filter on batch id would scan the whole silver table
+    after every batch. The key is ``event_id_unique``'s (across silver and late_events)."""
     described = con.execute(f"SELECT * FROM {SILVER.table} LIMIT 0").description
-    columns = [d[0] for d in described or []]
-    rows = con.execute(f"SELECT {', '.join(columns)} FROM _candidates WHERE NOT is_late").pl()
-    assert isinstance(rows, pl.DataFrame)
-    try:
-        silver.pandera_schema().validate(rows, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        failures = exc.failure_cases
-        return dg.AssetCheckResult(
-            asset_key=SILVER.asset_key,
-            check_name=SCHEMA,
-            passed=False,
-            metadata={"rows": rows.height, "failures": str(failures.head(20))},
-        )
-    return dg.AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name=SCHEMA, passed=True, metadata={"rows": rows.height}
-    )
+    columns = ", ".join(d[0] for d in described or [])
+    rows = con.execute(f"SELECT {columns} FROM _candidates WHERE NOT is_late").pl()
+    return schema_check(silver_contract(), rows, asset_key=SILVER.asset_key)
 
 
 def _precision_recall(con: duckdb.DuckDBPyConnection, report: BatchReport) -> dg.AssetCheckResult:

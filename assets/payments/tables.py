@@ -2,8 +2,9 @@
 
 Timestamps are ``TIMESTAMP`` holding UTC (the stream's ``...Z`` times, without a zone), money is
 ``DECIMAL(18,2)`` from silver on, so window sums and ledger balances are exact, not float-rounded.
-Every table with a contract is created from it (``contract_ddl``); bronze (as delivered, no
-contract), the quarantine and the stream's state are declared here.
+Every table with a contract is created from it (``Contract.ddl``), the quarantine from the one
+quarantine schema every domain shares (``quarantine_ddl``, plus the stream's ``_batch_id``);
+bronze (as delivered, no contract) and the stream's state are declared here.
 The big tables carry no primary-key index: an ART index would cost more than the batch insert,
 and the commit protocol plus the checks (``event_id_unique``, ``balanced``) guard the keys.
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 import functools
 
 import duckdb
+import polars as pl
 
 from assets.payments.reference import ALLOWED_LATENESS_S
 from data_products.lib.contracts import Contract, load_contract_for
+from data_products.lib.contracts.model import PlatformColumn
 from data_products.lib.keys import DatasetName
 from data_products.lib.microbatch import STATE_SCHEMA, ensure_state
+from data_products.lib.quarantine import quarantine_ddl
 
 BRONZE = DatasetName("payments", "bronze", "transactions")
 SILVER = DatasetName("payments", "silver", "transactions")
@@ -44,6 +48,13 @@ CARD_KEY = "md5_number(user_id)"
 between releases and would silently orphan the stored state), and 128 bits make a collision
 between two cards negligible (n^2 / 2^129: 1e-27 for a billion cards)."""
 
+QUARANTINE_LOAD_COLUMNS = (
+    PlatformColumn(
+        "_batch_id", pl.String(), "VARCHAR", "Run id of the micro-batch that quarantined it.", False
+    ),
+)
+"""What the stream's quarantine adds to the shared quarantine columns: the batch, as in silver."""
+
 CONTRACTED = (SILVER, LATE, FEATURES, ALERTS, LEDGER, RECONCILIATION)
 """The payments tables with a contract: their DDL is the contract's (columns, physical types,
 ``required`` → NOT NULL, in contract order, which the stream's positional inserts follow)."""
@@ -61,15 +72,6 @@ def silver_contract() -> Contract:
     return contract(SILVER)
 
 
-def contract_ddl(found: Contract) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` from the contract's columns; no primary-key index (see the
-    module docstring)."""
-    columns = ",\n    ".join(
-        f"{c.name} {c.physical_type}{' NOT NULL' if c.required else ''}" for c in found.columns
-    )
-    return f"CREATE TABLE IF NOT EXISTS {found.physical_table} (\n    {columns})"
-
-
 @functools.cache
 def _ddl() -> tuple[str, ...]:
     return (
@@ -83,12 +85,9 @@ def _ddl() -> tuple[str, ...]:
             event_hour TIMESTAMP, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
             _log_appended_at TIMESTAMP NOT NULL,
             _batch_id VARCHAR NOT NULL, _ingested_at TIMESTAMP NOT NULL)""",
-        f"""CREATE TABLE IF NOT EXISTS {QUARANTINE.table} (
-            rule_id VARCHAR NOT NULL, failed_rules VARCHAR[] NOT NULL, severity VARCHAR NOT NULL,
-            reason VARCHAR NOT NULL, log_partition INTEGER NOT NULL, log_offset BIGINT NOT NULL,
-            raw_record VARCHAR NOT NULL, event_hour TIMESTAMP, _batch_id VARCHAR NOT NULL,
-            _quarantined_at TIMESTAMP NOT NULL)""",
-        *(contract_ddl(contract(name)) for name in CONTRACTED),
+        quarantine_ddl(QUARANTINE, QUARANTINE_LOAD_COLUMNS),
+        # The stream's contracts declare their lineage columns (log position, batch id).
+        *(contract(name).ddl(platform_columns=False) for name in CONTRACTED),
         f"""CREATE TABLE IF NOT EXISTS {CARD_EVENTS} (
             card UHUGEINT NOT NULL, event_time TIMESTAMP NOT NULL, amount DECIMAL(18,2) NOT NULL,
             country VARCHAR NOT NULL, event_id VARCHAR NOT NULL)""",

@@ -358,7 +358,7 @@ def _publish(con: duckdb.DuckDBPyConnection, ds: _Dataset, record_json: str) -> 
                      || {location}
                 ELSE d.rule_id || ': rejected' || {location} END AS reason,
             d._source_file, d._source_line, {record_json} AS raw_record,
-            CAST(now() AS TIMESTAMP) AS quarantined_at
+            CAST(now() AS TIMESTAMP) AS _quarantined_at
         FROM __decided_{ds.name} AS d
         JOIN {BRONZE}.{ds.bronze} AS b
             ON b._source_file = d._source_file AND b._source_line = d._source_line

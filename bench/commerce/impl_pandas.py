@@ -263,7 +263,7 @@ def _split(
         [p for p in parts if len(p)] or [pd.DataFrame(columns=_QUARANTINE_COLUMNS)]
     )
     quarantined.insert(3, "severity", "error")
-    quarantined["quarantined_at"] = pd.Timestamp.now()
+    quarantined["_quarantined_at"] = pd.Timestamp.now()
     result = _Split(
         published.reset_index(drop=True), quarantined.reset_index(drop=True), len(typed)
     )

@@ -17,8 +17,8 @@ The typed-frame convention is described in ``data_products.lib.contracts.express
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,13 @@ from data_products.lib.contracts.expressions import (
     reason_expr,
     value_expr,
 )
-from data_products.lib.contracts.model import DELIVERED_PREFIX, RAW_SUFFIX
+from data_products.lib.contracts.model import (
+    DELIVERED_PREFIX,
+    PLATFORM_COLUMNS,
+    RAW_SUFFIX,
+    PlatformColumn,
+)
+from data_products.lib.keys import DatasetName, validate_column
 from data_products.lib.ordering import sort_unless_sorted
 
 LINEAGE_COLUMNS = ("partition_date", "_source_file", "_source_line")
@@ -42,20 +48,107 @@ SAMPLE_SIZE = 5
 _ROW_ORDER = ["_source_file", "_source_line"]
 _MAX_DRIFT_VALUES_PARSED = 1_000
 
-QUARANTINE_SCHEMA = pl.Schema(
-    {
-        "partition_date": pl.Date(),
-        "rule_id": pl.String(),
-        "failed_rules": pl.List(pl.String()),
-        "severity": pl.String(),
-        "reason": pl.String(),
-        "_source_file": pl.String(),
-        "_source_line": pl.Int64(),
-        "raw_record": pl.String(),
-        "quarantined_at": pl.Datetime("us"),
-    }
+
+def _lineage(name: str, description: str) -> PlatformColumn:
+    """A platform lineage column (its type declared once, in ``PLATFORM_COLUMNS``) with what it
+    means for a rejected record."""
+    return replace(next(p for p in PLATFORM_COLUMNS if p.name == name), description=description)
+
+
+QUARANTINE_COLUMNS: tuple[PlatformColumn, ...] = (
+    _lineage(
+        "partition_date", "Day of the rejected record: delivery day (files), event day (streams)."
+    ),
+    PlatformColumn(
+        "rule_id", pl.String(), "VARCHAR", "The first error rule it failed (contract order).", False
+    ),
+    PlatformColumn(
+        "failed_rules", pl.List(pl.String()), "VARCHAR[]", "Every rule it failed.", False
+    ),
+    PlatformColumn(
+        "severity", pl.String(), "VARCHAR", "Always error: warning rules never quarantine.", False
+    ),
+    PlatformColumn(
+        "reason", pl.String(), "VARCHAR", "Why, naming the value and where it was read.", False
+    ),
+    _lineage(
+        "_source_file", "Where it was read: landing file, or ``<topic>/p<partition>`` of a log."
+    ),
+    _lineage("_source_line", "Its line in that file, or its offset in that log partition."),
+    PlatformColumn(
+        "raw_record", pl.String(), "VARCHAR", "The record as delivered (JSON or log text).", False
+    ),
+    PlatformColumn(
+        "_quarantined_at",
+        pl.Datetime("us"),
+        "TIMESTAMP",
+        "When it was quarantined, naive UTC like bronze (load time).",
+        False,
+    ),
 )
-"""One row per rejected input record (MODEL.md); ``quarantined_at`` is naive UTC like bronze."""
+"""One row per rejected input record, for every domain (MODEL.md): the one declaration of the
+quarantine's columns. ``QUARANTINE_SCHEMA`` (polars) and ``quarantine_ddl`` (DuckDB) derive from
+it; ``quarantine_rows`` builds its rows. ``_``-prefixed columns are lineage and load time."""
+
+QUARANTINE_SCHEMA = pl.Schema({c.name: c.dtype for c in QUARANTINE_COLUMNS})
+
+
+def quarantine_ddl(dataset: DatasetName, extra: Sequence[PlatformColumn] = ()) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for a quarantine kept as a DuckDB table (a stream's, which
+    inserts into it batch by batch; file-based domains write ``QUARANTINE_SCHEMA`` frames).
+
+    ``extra`` are load-time columns a writer adds after the shared ones (the payments stream's
+    ``_batch_id``); they must be ``_``-prefixed, so they read as load metadata, never as data.
+    """
+    for column in extra:
+        validate_column(column.name, what=f"extra column of {dataset}")
+        if not column.name.startswith("_") or column.name in QUARANTINE_SCHEMA:
+            raise ValueError(
+                f"{dataset}: extra quarantine column {column.name!r} must be a new "
+                "_-prefixed load-time column"
+            )
+    lines = [
+        f'"{c.name}" {c.physical_type}' + ("" if c.nullable else " NOT NULL")
+        for c in (*QUARANTINE_COLUMNS, *extra)
+    ]
+    return f"CREATE TABLE IF NOT EXISTS {dataset.table} (\n    " + ",\n    ".join(lines) + "\n)"
+
+
+def quarantine_rows(
+    frame: pl.DataFrame,
+    *,
+    rule_id: pl.Expr,
+    failed_rules: pl.Expr,
+    reason: pl.Expr,
+    raw_record: pl.Expr,
+    quarantined_at: datetime,
+    partition_date: pl.Expr | None = None,
+    source_file: pl.Expr | None = None,
+    source_line: pl.Expr | None = None,
+    extra: Mapping[str, pl.Expr] | None = None,
+) -> pl.DataFrame:
+    """``QUARANTINE_SCHEMA`` rows (then the ``extra`` load-time columns) for the rows of
+    ``frame``: every writer of a quarantine builds its rows here, so every domain's quarantine has
+    the same columns, types and order. The lineage defaults are the typed frame's
+    ``partition_date``, ``_source_file`` and ``_source_line``."""
+    return frame.select(
+        (pl.col("partition_date") if partition_date is None else partition_date)
+        .cast(pl.Date)
+        .alias("partition_date"),
+        rule_id.cast(pl.String).alias("rule_id"),
+        failed_rules.cast(pl.List(pl.String)).alias("failed_rules"),
+        pl.lit("error").alias("severity"),
+        reason.cast(pl.String).alias("reason"),
+        (pl.col("_source_file") if source_file is None else source_file)
+        .cast(pl.String)
+        .alias("_source_file"),
+        (pl.col("_source_line") if source_line is None else source_line)
+        .cast(pl.Int64)
+        .alias("_source_line"),
+        raw_record.cast(pl.String).alias("raw_record"),
+        pl.lit(quarantined_at, dtype=pl.Datetime("us")).alias("_quarantined_at"),
+        *(expr.alias(name) for name, expr in (extra or {}).items()),
+    )
 
 
 class SplitError(ValueError):
@@ -224,7 +317,7 @@ def _raw_record(columns: Collection[str], contract: Contract) -> pl.Expr:
     if "_raw_record" in columns:
         return pl.col("_raw_record").cast(pl.String)
     if delivered_columns(columns):
-        return delivered_record(columns)
+        return delivered_record(_record_order(columns, contract))
     fields = [
         (pl.col(raw_column(c.name)) if raw_column(c.name) in columns else pl.col(c.name))
         .cast(pl.String)
@@ -232,6 +325,19 @@ def _raw_record(columns: Collection[str], contract: Contract) -> pl.Expr:
         for c in contract.columns
     ]
     return pl.struct(fields).struct.json_encode()
+
+
+def _record_order(columns: Collection[str], contract: Contract) -> list[str]:
+    """The delivered columns in the contract's column order (an alias at its column's place),
+    then the others sorted by name: ``split`` holds the frame's columns in a frozenset, whose
+    order changes with every process (``PYTHONHASHSEED``), and two clean runs must write the same
+    ``raw_record`` bytes."""
+    position: dict[str, int] = {}
+    for index, column in enumerate(contract.columns):
+        for name in (column.name, *column.aliases):
+            position.setdefault(f"{DELIVERED_PREFIX}{name}", index)
+    last = len(contract.columns)
+    return sorted(delivered_columns(columns), key=lambda c: (position.get(c, last), c))
 
 
 def _failed_rules(
@@ -254,16 +360,13 @@ def _quarantine_rows(
     failed_rules: pl.Expr,
     reason: pl.Expr,
 ) -> pl.DataFrame:
-    return frame.select(
-        pl.col("partition_date").cast(pl.Date),
-        rule_id.cast(pl.String).alias("rule_id"),
-        failed_rules.cast(pl.List(pl.String)).alias("failed_rules"),
-        pl.lit("error").alias("severity"),
-        reason.cast(pl.String).alias("reason"),
-        pl.col("_source_file").cast(pl.String),
-        pl.col("_source_line").cast(pl.Int64),
-        _raw_record(columns, contract).alias("raw_record"),
-        pl.lit(stamp, dtype=pl.Datetime("us")).alias("quarantined_at"),
+    return quarantine_rows(
+        frame,
+        rule_id=rule_id,
+        failed_rules=failed_rules,
+        reason=reason,
+        raw_record=_raw_record(columns, contract),
+        quarantined_at=stamp,
     )
 
 

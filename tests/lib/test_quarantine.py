@@ -4,8 +4,12 @@ once, first-delivered duplicates kept, reasons that name the value, file and lin
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
@@ -109,7 +113,7 @@ def test_quarantine_rows_follow_the_model(lines: Contract) -> None:
         "_source_file": ORDERS_CSV,
         "_source_line": 57,
         "raw_record": bad["_raw_record"],
-        "quarantined_at": STAMP,
+        "_quarantined_at": STAMP,
     }
     assert result.quarantined_by_rule == {"order_lines.quantity.range": 1}
 
@@ -399,3 +403,85 @@ def test_raw_record_is_encoded_from_delivered_columns_for_rejected_rows_only(
     assert record == {"price": "1.2.3,4", "coupon": "VIP"}  # delivered names, nulls left out
     assert not any(c.startswith("_delivered__") for c in result.published.columns)
     assert "_delivered__price" not in result.dropped_columns
+
+
+_DELIVERED = {
+    # Delivered out of contract order, with an alias (price: unit_price_local) and two extras.
+    "_delivered__zone": ["eu", "eu"],
+    "_delivered__quantity": ["2", "1000"],
+    "_delivered__coupon": [None, "VIP"],
+    "_delivered__price": ["9.99", "1.2.3,4"],
+    "_delivered__order_id": ["O000000002", "O000000003"],
+    "_delivered__product_id": ["P00001", "P00001"],
+}
+
+_RAW_RECORDS_SCRIPT = """
+import polars as pl, sys
+from data_products.lib.contracts import load_contract_for
+from data_products.lib.quarantine import split
+from tests.lib.test_quarantine import _DELIVERED, line_row, lines_frame
+
+frame = lines_frame([line_row(2), line_row(3, quantity=1000, quantity__raw="1000")])
+typed = pl.concat([frame.drop("_raw_record"), pl.DataFrame(_DELIVERED)], how="horizontal")
+result = split(typed, load_contract_for("commerce.silver.order_lines"))
+sys.stdout.write("\\n".join(result.quarantined.get_column("raw_record").to_list()))
+"""
+
+
+def test_raw_record_keys_follow_the_contract_then_sorted_extras(lines: Contract) -> None:
+    frame = lines_frame([line_row(2), line_row(3, quantity=1000, quantity__raw="1000")])
+    typed = pl.concat([frame.drop("_raw_record"), pl.DataFrame(_DELIVERED)], how="horizontal")
+    record = split(typed, lines).quarantined.get_column("raw_record")[0]
+    # order_id, product_id, quantity, price (unit_price_local) in contract order, then extras.
+    assert list(json.loads(record)) == [
+        "order_id",
+        "product_id",
+        "quantity",
+        "price",
+        "coupon",
+        "zone",
+    ]
+
+
+def test_raw_record_bytes_do_not_depend_on_the_process_hash_seed() -> None:
+    """``split`` holds the frame's columns in a frozenset; string hashing (hence a set's order)
+    changes with ``PYTHONHASHSEED``, so two clean runs used to write different raw_record bytes."""
+    root = Path(__file__).resolve().parents[2]
+    outputs = set()
+    for seed in ("0", "1", "2", "3"):
+        done = subprocess.run(
+            [sys.executable, "-c", _RAW_RECORDS_SCRIPT],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            check=True,
+        )
+        assert done.stdout, done.stderr
+        outputs.add(done.stdout)
+    assert len(outputs) == 1, outputs
+
+
+def test_a_quarantine_written_before_the_rename_stays_readable(
+    lines: Contract, tmp_path: Path
+) -> None:
+    """Partition files from before ``quarantined_at`` became ``_quarantined_at`` sit next to new
+    ones: the warehouse view reads both by name, old rows with a null ``_quarantined_at``."""
+    import duckdb
+
+    from data_products.lib.tables.files import PartitionedFiles
+
+    bad = line_row(57, quantity=1000, quantity__raw="1000")
+    new = split(lines_frame([bad]), lines, quarantined_at=STAMP).quarantined
+    old = new.rename({"_quarantined_at": "quarantined_at"}).with_columns(
+        partition_date=pl.lit(date(2026, 1, 2))
+    )
+    store, dataset = PartitionedFiles(tmp_path), lines.quarantine_dataset
+    with duckdb.connect() as con:
+        store.replace_partitions(con, dataset, old, partition_values=[date(2026, 1, 2)])
+        store.replace_partitions(con, dataset, new, partition_values=[DAY])
+        rows = con.execute(
+            f"SELECT partition_date, quarantined_at, _quarantined_at, rule_id FROM {dataset.table} "
+            "ORDER BY partition_date"
+        ).fetchall()
+    rule = "order_lines.quantity.range"
+    assert rows == [(date(2026, 1, 2), STAMP, None, rule), (DAY, None, STAMP, rule)]

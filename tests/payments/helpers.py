@@ -60,8 +60,9 @@ def drain(con: duckdb.DuckDBPyConnection, log: EventLog, batch: int) -> list[Bat
         )
 
 
-# Every table a batch writes. Snapshots compare every column but the load-time ones (``_``-prefixed:
-# when and by which batch a row was written), so a new column is compared without editing this.
+# Every table a batch writes. Snapshots compare every column but the load-time ones (when and by
+# which batch a row was written: ``_<event>_at`` and ``_batch_id``), so a new column is compared
+# without editing this; lineage (the quarantine's ``_source_file``/``_source_line``) is data.
 SNAPSHOT_TABLES = {
     "bronze": "payments_bronze.transactions",
     "silver": "payments_silver.transactions",
@@ -73,15 +74,18 @@ SNAPSHOT_TABLES = {
 }
 _ORDER = {
     "bronze": ["log_partition", "log_offset"],
-    "quarantine": ["log_partition", "log_offset"],
+    "quarantine": ["_source_file", "_source_line"],
     "ledger": ["event_id", "entry_no"],
 }
+
+
+_LOAD_TIME = "(starts_with(c, '_') AND (ends_with(c, '_at') OR c = '_batch_id'))"
 
 
 def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     out = {}
     for name, table in SNAPSHOT_TABLES.items():
-        frame = con.execute(f"SELECT COLUMNS(c -> NOT starts_with(c, '_')) FROM {table}").pl()
+        frame = con.execute(f"SELECT COLUMNS(c -> NOT {_LOAD_TIME}) FROM {table}").pl()
         assert isinstance(frame, pl.DataFrame)
         out[name] = frame.sort(_ORDER.get(name, ["event_id"]))
     return out

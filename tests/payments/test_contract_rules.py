@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from assets.payments.batch import BatchReport, process_batch
-from assets.payments.reference import CONSUMER
+from assets.payments.reference import CONSUMER, TOPIC
 from assets.payments.tables import SILVER, silver_contract
 from data_products.lib.contracts import Contract, ContractError, load_contract_for
 from data_products.lib.contracts.loader import CONTRACTS_DIR
@@ -53,7 +53,7 @@ def _drain(
         }
         tables["quarantine"] = con.execute(
             "SELECT * FROM payments_silver.transactions_quarantine "
-            "ORDER BY log_partition, log_offset"
+            "ORDER BY _source_file, _source_line"
         ).pl()
     return reports, tables
 
@@ -97,12 +97,16 @@ def test_editing_a_rule_in_the_contract_changes_what_the_stream_quarantines(
         reports, tables = _drain(log, edited)
 
     bronze = tables["bronze.transactions"]
-    expected = bronze.filter(breaks()).sort("log_partition", "log_offset")
+    # The log position is the quarantine's lineage: <topic>/p<partition> and the offset.
+    expected = bronze.filter(breaks()).select(
+        pl.format("{}/p{}", pl.lit(TOPIC), "log_partition").alias("_source_file"),
+        pl.col("log_offset").alias("_source_line"),
+    )
     assert expected.height > 0, "the edit must reject some simulated records"
     quarantine = tables["quarantine"]
     assert (
-        quarantine.select("log_partition", "log_offset").rows()
-        == expected.select("log_partition", "log_offset").rows()
+        quarantine.select("_source_file", "_source_line").rows()
+        == expected.sort("_source_file", "_source_line").rows()
     )
     assert set(quarantine["rule_id"]) == {rule_id}
     assert all(rule_id in rules for rules in quarantine["failed_rules"])

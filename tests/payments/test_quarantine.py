@@ -4,6 +4,7 @@ record is published, and rows in = published + duplicates + quarantined in every
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from assets.payments.records import PARSE_RULE, record_rules
-from assets.payments.tables import silver_contract
+from assets.payments.reference import TOPIC
+from assets.payments.tables import QUARANTINE, silver_contract
+from data_products.lib.quarantine import QUARANTINE_SCHEMA
 from data_products.lib.settings import get_settings
 from tests.payments.helpers import SMALL, drain, produce_small, snapshot
 
@@ -68,8 +71,9 @@ def _consume(batch: int) -> tuple[dict[str, pl.DataFrame], list, int]:
 def test_malformed_records_are_quarantined_and_the_rest_published(data_home: Path) -> None:
     tables, reports, middle = _consume(batch=400)
     quarantine = tables["quarantine"]
-    assert quarantine.select("log_partition", "log_offset", "rule_id").rows() == [
-        (0, middle + i, rule) for i, (_, rule) in enumerate(BAD_RECORDS)
+    # Lineage as in every domain's quarantine: <topic>/p<partition> and the offset.
+    assert quarantine.select("_source_file", "_source_line", "rule_id").rows() == [
+        (f"{TOPIC}/p0", middle + i, rule) for i, (_, rule) in enumerate(BAD_RECORDS)
     ]
     assert set(quarantine["rule_id"]) <= set(record_rules(silver_contract()).ids)
     # Reasons name the log position; raw records are kept as delivered.
@@ -77,7 +81,7 @@ def test_malformed_records_are_quarantined_and_the_rest_published(data_home: Pat
     assert quarantine["raw_record"][0] == "not json at all\n"
     assert "12,50" in quarantine["reason"][2]
     # A record that fails several rules lists them all.
-    assert quarantine.filter(pl.col("log_offset") == middle + 6)["failed_rules"].to_list() == [
+    assert quarantine.filter(pl.col("_source_line") == middle + 6)["failed_rules"].to_list() == [
         ["transactions.user_id.required"]
     ]
     # Everything around the bad records is published; no bad id reached silver.
@@ -90,6 +94,25 @@ def test_malformed_records_are_quarantined_and_the_rest_published(data_home: Pat
     assert sum(r.quarantined for r in reports) == len(BAD_RECORDS)
 
 
+def test_the_stream_quarantine_has_the_shared_schema(data_home: Path) -> None:
+    """Every domain's quarantine has the same columns (the stream adds its ``_batch_id``);
+    ``partition_date`` is the event's day, or the day the log appended a record whose event time
+    cannot be read (the bad records are appended at epoch millisecond 1: 1970-01-01)."""
+    _, _, middle = _consume(batch=400)
+    with duckdb.connect(str(get_settings().warehouse_path)) as con:
+        stored = con.execute(
+            f"SELECT * FROM {QUARANTINE.table} ORDER BY _source_file, _source_line"
+        ).pl()
+    assert stored.schema == pl.Schema({**QUARANTINE_SCHEMA, "_batch_id": pl.String()})
+    days = dict(zip(stored["_source_line"] - middle, stored["partition_date"], strict=True))
+    event_day, append_day = date(2026, 3, 1), date(1970, 1, 1)
+    for i, (_, rule) in enumerate(BAD_RECORDS):
+        readable = rule not in (PARSE_RULE, "transactions.event_time.type")
+        assert days[i] == (event_day if readable else append_day), (i, rule)
+    assert stored["severity"].unique().to_list() == ["error"]
+    assert stored["_batch_id"].null_count() == 0
+
+
 def test_quarantine_is_exactly_once_across_batch_sizes(
     data_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,3 +121,19 @@ def test_quarantine_is_exactly_once_across_batch_sizes(
     one_batch, _, _ = _consume(batch=100_000)
     for name in small_batches:
         assert_frame_equal(small_batches[name], one_batch[name], check_row_order=True)
+
+
+def test_a_quarantine_table_of_the_old_shape_fails_naming_the_table(data_home: Path) -> None:
+    """No payments warehouse from before the shared quarantine schema exists outside tests, so
+    there is no migration; a leftover one must fail loudly, not lose the rejected records."""
+    get_settings().warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(get_settings().warehouse_path)) as con:
+        con.execute("CREATE SCHEMA payments_silver")
+        con.execute(
+            f"""CREATE TABLE {QUARANTINE.table} (rule_id VARCHAR, failed_rules VARCHAR[],
+                severity VARCHAR, reason VARCHAR, log_partition INTEGER, log_offset BIGINT,
+                raw_record VARCHAR, event_hour TIMESTAMP, _batch_id VARCHAR,
+                _quarantined_at TIMESTAMP)"""
+        )
+    with pytest.raises(RuntimeError, match=f"DROP TABLE {QUARANTINE.table}"):
+        _consume(batch=100_000)

@@ -459,40 +459,11 @@ class _Context:
         )
 
     def schema(self) -> dg.AssetCheckResult:
-        import pandera.errors
-        import pandera.polars  # registers the polars backend
-
-        try:
-            # The key is the primary_key_unique check's (in the run and across the table);
-            # pandera repeating it cost 0.2 s per million rows.
-            schema = self.contract.pandera_schema(key_uniqueness=False)
-            schema.validate(self.result.published, lazy=True)
-        except pandera.errors.SchemaErrors as exc:
-            cases = exc.failure_cases
-            shown = cases.head(_MAX_SCHEMA_FAILURES_SHOWN).with_columns(
-                pl.col("failure_case").cast(pl.String)
-            )
-            first = shown.row(0, named=True) if shown.height else {}
-            return self.emit(
-                SCHEMA,
-                passed=False,
-                severity="error",
-                description=(
-                    f"{cases.height} schema failure(s); first: column {first.get('column')} "
-                    f"check {first.get('check')} value {first.get('failure_case')} "
-                    f"(row {first.get('index')})"
-                ),
-                metadata={
-                    "failure_count": dg.MetadataValue.int(cases.height),
-                    "failure_cases": dg.MetadataValue.md(_frame_markdown(shown)),
-                },
-            )
-        return self.emit(
-            SCHEMA,
-            passed=True,
-            severity="error",
-            description=f"{self.result.published.height} published rows match the contract schema",
-            metadata={"columns": dg.MetadataValue.int(self.result.published.width)},
+        return schema_check(
+            self.contract,
+            self.result.published,
+            asset_key=self.asset_key,
+            partitions=self.partitions,
         )
 
     def unexpected_columns(self) -> dg.AssetCheckResult:
@@ -591,6 +562,59 @@ class _Context:
                 for r in cursor.fetchall()
             ]
         return count, examples
+
+
+def schema_check(
+    contract: Contract,
+    frame: pl.DataFrame,
+    *,
+    asset_key: dg.AssetKey | None = None,
+    partitions: str = "unpartitioned",
+    key_uniqueness: bool = False,
+) -> dg.AssetCheckResult:
+    """The ``schema`` check of every asset that declares it (split-based silver, the payments
+    stream, ml): ``frame``, the rows written, against the contract's pandera schema, with the
+    same description and metadata wherever it runs.
+
+    ``key_uniqueness`` adds the primary key to pandera's checks; it is off by default because
+    the key has its own check (``primary_key_unique``, or a stream's), and pandera repeating it
+    cost 0.2 s per million rows.
+    """
+    import pandera.errors
+    import pandera.polars  # registers the polars backend
+
+    metadata: dict[str, Any] = {
+        "partitions": dg.MetadataValue.text(partitions),
+        "rows": dg.MetadataValue.int(frame.height),
+    }
+    try:
+        contract.pandera_schema(key_uniqueness=key_uniqueness).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        shown = cases.head(_MAX_SCHEMA_FAILURES_SHOWN).with_columns(
+            pl.col("failure_case").cast(pl.String)
+        )
+        first = shown.row(0, named=True) if shown.height else {}
+        passed = False
+        description = (
+            f"{cases.height} schema failure(s); first: column {first.get('column')} "
+            f"check {first.get('check')} value {first.get('failure_case')} "
+            f"(row {first.get('index')})"
+        )
+        metadata["failure_count"] = dg.MetadataValue.int(cases.height)
+        metadata["failure_cases"] = dg.MetadataValue.md(_frame_markdown(shown))
+    else:
+        passed = True
+        description = f"{frame.height} published rows match the contract schema"
+        metadata["columns"] = dg.MetadataValue.int(frame.width)
+    return dg.AssetCheckResult(
+        asset_key=asset_key or contract.key,
+        check_name=SCHEMA,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
 
 
 # --------------------------------------------------------------------------------------------
