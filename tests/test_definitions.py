@@ -16,7 +16,7 @@ import pytest
 from data_products.lib.contracts import discover_contracts
 from data_products.lib.domains import load_domains
 from data_products.lib.keys import LAYERS, DatasetName
-from data_products.lib.policy import DERIVED_TAGS, QUARANTINE_ROLE_TAG, TABLE_NAME
+from data_products.lib.policy import DERIVED_TAGS, QUARANTINE_ROLE_TAG, TABLE_NAME, storage_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,9 +78,11 @@ def unpolicied() -> dg.Definitions:
 def test_domains_leave_every_derivable_field_to_platform_policy(
     unpolicied: dg.Definitions,
 ) -> None:
-    """Group, owner, layer and role tags, table name, pool and backfill policy follow from the
-    key, the domain descriptor and the asset's resources (``data_products.lib.policy``): an asset
-    that sets one by hand states a second time what policy already knows, and drifts."""
+    """Group, owner, storage kinds, layer and role tags, table name, pool and backfill policy
+    follow from the key, the domain descriptor, the contract and the asset's resources
+    (``data_products.lib.policy``): an asset that sets one by hand states a second time what
+    policy already knows, and drifts."""
+    contracts = discover_contracts()
     found = [
         a for a in unpolicied.assets or [] if isinstance(a, dg.AssetsDefinition | dg.AssetSpec)
     ]
@@ -88,6 +90,7 @@ def test_domains_leave_every_derivable_field_to_platform_policy(
     by_hand: list[str] = []
     for item in found:
         specs = [item] if isinstance(item, dg.AssetSpec) else list(item.specs)
+        resource_keys = set() if isinstance(item, dg.AssetSpec) else item.required_resource_keys
         for spec in specs:
             key = spec.key.to_user_string()
             dbt = "dbt" in spec.kinds  # dagster-dbt fills some fields itself; dbt.py sets none
@@ -98,6 +101,9 @@ def test_domains_leave_every_derivable_field_to_platform_policy(
             by_hand += [f"{key}: tag {t}" for t in DERIVED_TAGS if t in spec.tags]
             if TABLE_NAME in spec.metadata and not dbt:
                 by_hand.append(f"{key}: {TABLE_NAME}")
+            if not dbt:  # dagster-dbt names the adapter's store itself
+                derived = storage_kinds(spec, contracts, resource_keys)
+                by_hand += [f"{key}: kind {kind}" for kind in sorted(spec.kinds & derived)]
         if isinstance(item, dg.AssetsDefinition) and item.is_executable:
             name = item.node_def.name
             if getattr(item.node_def, "pool", None):
@@ -120,6 +126,13 @@ def test_policy_gives_warehouse_assets_the_pool_and_every_asset_a_single_run_bac
             table = spec.metadata.get(TABLE_NAME)
             expected = f"warehouse.{DatasetName.from_key(spec.key).table}"
             assert (table == expected) if uses_warehouse else table is None, spec.key
+
+
+def test_every_asset_names_its_store(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:
+    """A kind saying where the data lives (derived by policy, or Feast's own for the ml store)."""
+    stores = {"duckdb", "parquet", "iceberg", "delta", "postgres", "feast", "sqlite"}
+    for key, spec in specs.items():
+        assert spec.kinds & stores, f"{key}: kinds {sorted(spec.kinds)} name no store"
 
 
 def test_owners_come_from_the_domain_descriptor(specs: dict[dg.AssetKey, dg.AssetSpec]) -> None:

@@ -56,8 +56,7 @@ sources = [
         source_key(table),
         description=f"PostgreSQL table public.{table} of the inventory database. "
         + _DESCRIPTIONS[table],
-        kinds={"postgres"},
-        metadata={
+        metadata={  # policy derives the postgres kind from the URI
             URI_METADATA_KEY: f"postgres://localhost:{_DEFAULT_PORT}/{_DEFAULT_DB}.public.{table}"
         },
     )
@@ -76,14 +75,14 @@ def _specs() -> list[dg.AssetSpec]:
                 description=f"Mirror of public.{table}: its current rows, in Iceberg "
                 f"({NAMESPACE}.{table}) and Delta, as of the last applied LSN.",
                 deps=[source_key(table)],
-                kinds={"iceberg", "delta", "polars"},
+                kinds={"polars"},  # policy derives iceberg and delta from the contract
             ),
             dg.AssetSpec(
                 history_key(table),
                 description=f"SCD2 history of public.{table}: every version with valid_from/to, "
                 "their LSNs, is_current and the operation (Iceberg).",
                 deps=[source_key(table)],
-                kinds={"iceberg", "polars"},
+                kinds={"polars"},
             ),
         )
     ]

@@ -42,7 +42,7 @@ def _spec(view: ViewSpec) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=view.dataset.asset_key,
         description=f"Feast offline export of the {view.name} feature view: {view.description}",
-        kinds={"polars", "parquet", "feast"},
+        kinds={"polars", "feast"},  # policy derives parquet and duckdb from the contract
         deps=_INPUTS[view.name],
         metadata={
             "feast/feature_view": view.name,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from data_products.lib.domains import domain
 from data_products.lib.keys import DatasetName
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def build_repo_objects(home: Path) -> list[Entity | FileSource | FeatureView | F
             source=source,
             online=True,
             description=spec.description,
-            owner="team:ml",
+            owner=domain("ml").owner,  # declared once, in data_products/domains/ml.yaml
         )
         objects += [source, view]
         views.append(view)

@@ -100,7 +100,7 @@ def train_model(frame: pl.DataFrame) -> artifacts.ModelBundle:
     "more from the training set; time-based split (last 20 % of days held out); holdout ROC "
     "AUC next to a naive baseline (the carrier's 30-day delay rate). One row per model version "
     "(content hash of the artifact under the data home).",
-    kinds={"sklearn", "duckdb"},
+    kinds={"sklearn"},  # the engine; policy derives duckdb from the contract
     deps=[TRAINING_SET.asset_key],
     check_specs=[
         dg.AssetCheckSpec(

@@ -197,7 +197,7 @@ def _chunks(days: list[date]) -> Iterator[list[date]]:
     description="Departed flights of each aviation day with the label (departure delay >= 15 "
     "min) and every model feature as of one second before the scheduled departure, joined "
     "point-in-time by Feast from the ml/serving exports. One row per departed flight.",
-    kinds={"feast", "duckdb", "polars"},
+    kinds={"feast", "polars"},  # policy derives duckdb from the contract
     deps=[
         FEATURE_REGISTRY.asset_key,
         AVIATION_FLIGHTS.asset_key,

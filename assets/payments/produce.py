@@ -13,7 +13,6 @@ Ground truth (labels, settlement breaks) goes under ``truth/payments``, the sett
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from assets.payments.settlement import write_settlement
 from assets.payments.simulator import SimulationConfig, encode_packed, simulate
 from data_products.lib.eventlog import EventLog, Producer, partitions_for_keys
 from data_products.lib.settings import get_settings
+from data_products.lib.timer import PhaseTimer
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,10 @@ def produce(
     log = log or open_topic()
     stream = simulate(config)
     producer = Producer(log, rate=rate or None)
-    started = time.perf_counter()
-    _send(producer, stream.events)
-    producer.flush()
-    seconds = time.perf_counter() - started
+    timer = PhaseTimer()
+    with timer.phase("append"):
+        _send(producer, stream.events)
+        producer.flush()
     if truth:
         folder = get_settings().truth / DOMAIN
         folder.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,9 @@ def produce(
     if settlement:
         distinct = stream.events.filter(~pl.col("resend"))
         write_settlement(distinct, seed=config.seed)
-    return ProduceReport(stream.events.height, stream.truth.height, seconds, producer.appends)
+    return ProduceReport(
+        stream.events.height, stream.truth.height, timer.seconds("append"), producer.appends
+    )
 
 
 def produce_realtime(
@@ -78,7 +80,7 @@ def produce_realtime(
     log = open_topic()
     producer = Producer(log, rate=rate)
     t0 = datetime.now(UTC)
-    started = time.perf_counter()
+    timer = PhaseTimer()
     total, distinct, segment = 0, 0, 0
     target = int(rate * duration_s)
     # Events delayed past their segment's end wait here and go out with the segment in which
@@ -111,7 +113,7 @@ def produce_realtime(
         )
         _send(producer, now)
     producer.flush()
-    return ProduceReport(producer.sent, distinct, time.perf_counter() - started, producer.appends)
+    return ProduceReport(producer.sent, distinct, timer.elapsed(), producer.appends)
 
 
 def _send(producer: Producer, events: pl.DataFrame) -> None:

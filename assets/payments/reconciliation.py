@@ -81,7 +81,7 @@ def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) ->
     key=RECONCILIATION.asset_key,
     description="Daily reconciliation of the ledger's card-clearing debits against the "
     "settlement file, per merchant and currency; breaks above 0.1 % variance alert.",
-    kinds={"duckdb", "csv"},
+    kinds={"csv"},  # the settlement file it reads; policy derives duckdb from the contract
     tags={"tier": "finance"},
     deps=[LEDGER.asset_key],
     partitions_def=DAILY,

@@ -61,44 +61,46 @@ from resources.warehouse import WarehouseResource
 
 OP_NAME = "payments_stream_batch"
 
+# Description and the kinds only the body knows (its engine, the log's JSON records); policy
+# derives the storage kind (duckdb) from the contracts and the warehouse resource.
 _DESCRIPTIONS: dict[DatasetName, tuple[str, set[str]]] = {
     BRONZE: (
         "Every record read from the payments_transactions event log, as delivered (re-sends "
         "included), with its partition, offset and append time. One row per log offset.",
-        {"duckdb", "json"},
+        {"json"},
     ),
     SILVER: (
         "Card transactions admitted by the watermark, deduplicated by event id across batches "
         "(first delivery wins), typed, amounts in DECIMAL(18,2). Keyed by event hour.",
-        {"duckdb", "polars"},
+        {"polars"},
     ),
     QUARANTINE: (
         "Records the stream could not publish: malformed (not JSON, wrong types), or failing a "
         "row rule (required fields, positive amount, ISO-8601 UTC event time, currency and "
         "country codes). One row per rejected delivery: rule, every failed rule, reason with "
         "the log partition and offset, and the raw record.",
-        {"duckdb", "polars"},
+        {"polars"},
     ),
     LATE: (
         "Transactions that arrived more than the allowed lateness (2 minutes) behind their "
         "partition's stream time: kept, booked in the ledger, excluded from window features.",
-        {"duckdb"},
+        set(),
     ),
     FEATURES: (
         "Per-card sliding windows (1m, 5m, 1h: count, sum, mean, max), z-score of the amount "
         "against the card's last hour, previous country. One row per admitted transaction; "
         "late events recompute exactly the rows whose windows they fall in.",
-        {"duckdb", "sql"},
+        {"sql"},
     ),
     ALERTS: (
         "Fraud alerts from rules over the window features (velocity, amount z-score, impossible "
         "travel). One row per alerted transaction, rules that fired listed.",
-        {"duckdb", "sql"},
+        {"sql"},
     ),
     LEDGER: (
         "Double-entry ledger: every distinct transaction (late ones too) as three balanced "
         "entries: card clearing debit, merchant payable and fee income credits.",
-        {"duckdb", "sql"},
+        {"sql"},
     ),
 }
 

@@ -27,11 +27,9 @@ policy (``data_products.lib.policy``); the factory names the engine (kinds) and 
 
 # No `from __future__ import annotations`: dagster inspects the asset functions' annotations.
 import inspect
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -45,7 +43,7 @@ from data_products.lib.contracts import Contract, evaluate_checks, load_contract
 from data_products.lib.keys import DatasetName
 from data_products.lib.lineage.naming import REPLICAS_KEY
 from data_products.lib.partitions import describe_keys, run_partition_keys
-from data_products.lib.policy import DERIVED_TAGS
+from data_products.lib.policy import DERIVED_TAGS, server_kinds
 from data_products.lib.quarantine import SplitResult, split
 from data_products.lib.range_metadata import add_day_counts, range_metadata
 from data_products.lib.settings import get_settings
@@ -57,12 +55,17 @@ from data_products.lib.tables import (
     read_table,
 )
 from data_products.lib.tables.files import lake_files
+from data_products.lib.timer import PhaseTimer
 from data_products.lib.warehouse import LAKE_KEY, WAREHOUSE_KEY, Lake, Warehouse
 
 Lineage = Mapping[str, Sequence[tuple[str, str]]]
 
-SILVER_KINDS = {"polars", "parquet"}
-"""Typed by polars, stored as Parquet files (queried through a DuckDB view)."""
+SILVER_KINDS = {"polars"}
+"""Typed by polars. The storage kinds come from the contract's servers (platform policy): the
+Parquet files this factory writes, the warehouse view over them, an Iceberg replica."""
+
+FILES_FORMAT = "parquet"
+"""The factory writes every dataset as Parquet files: its contract must say so in ``servers``."""
 
 SNAPSHOT = "snapshot"
 """The label of an unpartitioned run in metadata and check descriptions."""
@@ -214,7 +217,8 @@ class _StageRun:
         self.replicas = replicas
         self.lake = lake
         self.pending: list[Future[WriteResult]] = []
-        self.timings: dict[str, float] = {}
+        # Wall seconds per phase, summed over chunks: slow phases are visible in the UI.
+        self.timer = PhaseTimer()
         self.rows_in = self.published_rows = self.quarantined_rows = 0
         self.by_rule: Counter[str] = Counter()
         # Rows per partition key, for each day's own event (None: keys are not days).
@@ -232,14 +236,14 @@ class _StageRun:
         table_keys: list[str],
     ) -> None:
         item = self.item
-        with self._timed("build_s"):
+        with self.timer.phase("build_s"):
             typed = item.stage.build(**{p: frames[p] for p in item.parameters})
-        with self._timed("split_s"):
+        with self.timer.phase("split_s"):
             result = split(typed, item.contract)
-        with self._timed("write_s"):
+        with self.timer.phase("write_s"):
             published = self._write(con, item.name, result.published, chunk)
             rejected = self._write(con, item.quarantine, result.quarantined, chunk)
-        with self._timed("checks_s"):
+        with self.timer.phase("checks_s"):
             checks = evaluate_checks(
                 item.contract,
                 result,
@@ -280,7 +284,7 @@ class _StageRun:
 
     def _replicate(self, published: pl.DataFrame, chunk: Chunk) -> WriteResult:
         assert self.lake is not None, "the lake resource is required when a contract replicates"
-        with self._timed("iceberg_s"):  # on the replica thread: overlapped, not on the path
+        with self.timer.phase("iceberg_s"):  # on the replica thread: overlapped, not on the path
             tables = self.lake.iceberg()
             if chunk is None:
                 return tables.replace_table(self.item.name, published)
@@ -293,15 +297,6 @@ class _StageRun:
         for future in self.pending:
             self.iceberg = future.result()
         self.pending.clear()
-
-    @contextmanager
-    def _timed(self, phase: str) -> Iterator[None]:
-        """Wall seconds per phase, summed over chunks: slow phases are visible in the UI."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def summary(self) -> str:
         return (
@@ -342,9 +337,7 @@ class _StageRun:
                     "rows_in": self.rows_in,
                     "quarantined_rows": self.quarantined_rows,
                     "quarantined_by_rule": dg.MetadataValue.json(dict(self.by_rule.most_common())),
-                    "timings": dg.MetadataValue.json(
-                        {k: round(v, 3) for k, v in self.timings.items()}
-                    ),
+                    "timings": dg.MetadataValue.json(self.timer.metadata()),
                 },
             ),
         )
@@ -397,6 +390,11 @@ def _compile(
                 f"{contract.dataset}: build {getattr(stage.build, '__name__', stage.build)} asks "
                 f"for {unknown}, but only {sorted(available)} are available"
             )
+        if FILES_FORMAT not in server_kinds(contract):
+            raise ValueError(
+                f"{contract.path}: servers: the silver factory writes Parquet files; declare "
+                f"them (type: local, format: {FILES_FORMAT}, path: lake/files/...)"
+            )
         compiled.append(_Compiled(stage, contract, parameters))
         available |= {contract.dataset.name, f"typed_{contract.dataset.name}"}
     return compiled
@@ -415,7 +413,7 @@ def _specs(item: _Compiled, known: Mapping[str, DatasetName]) -> list[dg.AssetSp
             key=name.asset_key,
             deps=deps,
             description=contract.description,
-            kinds=SILVER_KINDS | ({"iceberg"} if contract.publishes_to_iceberg else set()),
+            kinds=SILVER_KINDS,
             tags={"tier": "curated", **contract_tags},
             freshness_policy=contract.freshness_policy(),
             metadata={

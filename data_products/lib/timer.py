@@ -67,6 +67,16 @@ class PhaseTimer:
         with self._lock:
             return {k: round(v, self.digits) for k, v in self._cpu.items()}
 
+    def wall_by_phase(self) -> dict[str, float]:
+        """Unrounded wall seconds per phase (for rates computed from them)."""
+        with self._lock:
+            return dict(self._wall)
+
+    def cpu_by_phase(self) -> dict[str, float]:
+        """Unrounded CPU seconds per phase."""
+        with self._lock:
+            return dict(self._cpu)
+
     def elapsed(self) -> float:
         """Wall seconds since the timer was made (the whole step, between phases included)."""
         return time.perf_counter() - self._started

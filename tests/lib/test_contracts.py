@@ -4,6 +4,7 @@ results, freshness; and the commerce contracts against the shared data model (MO
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandera.errors
 import polars as pl
 import pytest
 
+from data_products.lib import domains
 from data_products.lib.contracts import (
     CONTRACTS_DIR,
     PLATFORM_CHECK_NAMES,
@@ -25,7 +27,7 @@ from data_products.lib.contracts import (
     load_contract,
     load_contract_for,
 )
-from data_products.lib.domains import load_domains
+from data_products.lib.domains import DOMAINS_DIR, load_domains
 from data_products.lib.quarantine import SplitResult, split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,8 +43,6 @@ kind: DataContract
 id: shop.silver.widgets
 version: 1.0.0
 status: active
-team:
-  name: shop
 schema:
   - name: widgets
     physicalName: shop_silver.widgets
@@ -153,6 +153,21 @@ schema:
 """
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def shop_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The descriptors with one more, ``shop`` (tests/lib/fixtures/shop.yaml): a contract's
+    owner comes from its domain's descriptor, so the test domain has one like any other."""
+    directory = tmp_path_factory.mktemp("domains")
+    for descriptor in [*DOMAINS_DIR.glob("*.yaml"), FIXTURES / "shop.yaml"]:
+        shutil.copy(descriptor, directory / descriptor.name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(domains, "DOMAINS_DIR", directory)
+        yield directory
+
+
 def write_contract(root: Path, text: str, *, domain: str = "shop", name: str = "widgets") -> Path:
     path = root / domain / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +238,7 @@ def test_every_commerce_contract_loads_with_unique_valid_check_names() -> None:
             assert rule.description.strip(), rule.id
         assert all(c.description for c in contract.columns)
         assert contract.owner == load_domains()[key.path[0]].owner, key
+        assert contract.odcs.team is None, f"{key}: the owner is declared in the descriptor"
 
 
 def _model_tables() -> dict[str, dict[str, object]]:
@@ -420,6 +436,30 @@ def test_a_changed_file_is_reloaded(tmp_path: Path) -> None:
     assert load_contract(path).rule("widgets.size.range").threshold_pct == 50
     path.write_text(WIDGETS.replace("mustBeLessOrEqualTo: 50", "mustBeLessOrEqualTo: 7.5"))
     assert load_contract(path).rule("widgets.size.range").threshold_pct == 7.5
+
+
+def test_the_owner_is_the_domain_descriptors(tmp_path: Path, widgets: Contract) -> None:
+    """Declared once, in data_products/domains/<domain>.yaml; the contract names no team."""
+    assert widgets.odcs.team is None
+    assert widgets.owner == "team:shop"  # tests/lib/fixtures/shop.yaml
+    same = WIDGETS.replace("status: active\n", "status: active\nteam:\n  name: shop\n")
+    assert load_contract(write_contract(tmp_path / "same", same)).owner == "team:shop"
+
+
+def test_a_contract_naming_another_team_is_refused(tmp_path: Path) -> None:
+    other = WIDGETS.replace("status: active\n", "status: active\nteam:\n  name: payments\n")
+    with pytest.raises(
+        ContractError, match=r"team\.name: 'payments' is not 'team:shop'.*domains/shop\.yaml"
+    ):
+        load_contract(write_contract(tmp_path, other))
+
+
+def test_a_contract_of_a_domain_without_descriptor_is_refused(tmp_path: Path) -> None:
+    text = WIDGETS.replace("shop.silver.widgets", "nowhere.silver.widgets").replace(
+        "shop_silver.widgets", "nowhere_silver.widgets"
+    )
+    with pytest.raises(ContractError, match=r"id: unknown domain 'nowhere'"):
+        load_contract(write_contract(tmp_path, text, domain="nowhere"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,12 @@ from dagster._core.definitions.op_definition import OpDefinition
 
 from data_products.lib.compat.dagster_assets import PINNED_DAGSTER, with_pool_and_backfill_policy
 from data_products.lib.contracts import discover_contracts
-from data_products.lib.policy import QUARANTINE_ROLE_TAG, WAREHOUSE_POOL, apply_spec_policy
+from data_products.lib.policy import (
+    QUARANTINE_ROLE_TAG,
+    WAREHOUSE_POOL,
+    apply_spec_policy,
+    storage_kinds,
+)
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 
@@ -80,6 +85,51 @@ def test_contract_governed_assets_get_the_contract_hash_as_code_version() -> Non
         derived.specs_by_key[dg.AssetKey(["commerce", "silver", "orders_quarantine"])].code_version
         is None
     )
+
+
+def test_storage_kinds_come_from_the_contract_servers() -> None:
+    """commerce/silver/orders declares the warehouse view, its Parquet files and an Iceberg
+    replica; its quarantine sits next to it but is not published to the lake."""
+    derived = apply_spec_policy(
+        _bare(["commerce", "silver", "orders"], resources={"warehouse"}), discover_contracts()
+    )
+    assert isinstance(derived, dg.AssetsDefinition)
+    orders = derived.specs_by_key[dg.AssetKey(["commerce", "silver", "orders"])]
+    rejects = derived.specs_by_key[dg.AssetKey(["commerce", "silver", "orders_quarantine"])]
+    assert orders.kinds == {"duckdb", "parquet", "iceberg"}
+    assert rejects.kinds == {"duckdb", "parquet"}
+
+
+def test_the_contract_not_the_resources_names_the_store() -> None:
+    """The cdc mirror reads PostgreSQL but lives in Iceberg and Delta (its contract's servers)."""
+    derived = apply_spec_policy(
+        _bare(["cdc", "silver", "customers"], resources={"postgres", "lake"}), discover_contracts()
+    )
+    assert isinstance(derived, dg.AssetsDefinition)
+    assert derived.specs_by_key[dg.AssetKey(["cdc", "silver", "customers"])].kinds == {
+        "iceberg",
+        "delta",
+    }
+
+
+def test_without_a_contract_the_resources_and_the_uri_name_the_store() -> None:
+    contracts = discover_contracts()
+    derived = apply_spec_policy(
+        _bare(["commerce", "bronze", "widgets"], resources={"warehouse"}), contracts
+    )
+    assert isinstance(derived, dg.AssetsDefinition)
+    assert derived.specs_by_key[dg.AssetKey(["commerce", "bronze", "widgets"])].kinds == {"duckdb"}
+    source = dg.AssetSpec(
+        ["cdc", "source", "widgets"],
+        kinds={"custom"},
+        metadata={"dagster/uri": "postgres://localhost:5432/db.public.widgets"},
+    )
+    assert storage_kinds(source, contracts, set()) == {"postgres"}
+    external = apply_spec_policy(source, contracts)
+    assert isinstance(external, dg.AssetSpec)
+    assert external.kinds == {"custom", "postgres"}  # a declared kind stays
+    unknown = dg.AssetSpec(["cdc", "source", "elsewhere"], metadata={"dagster/uri": "file:///x"})
+    assert storage_kinds(unknown, contracts, set()) == set()
 
 
 def test_the_rebuilt_op_runs_a_range_as_one_run_in_the_pool() -> None:

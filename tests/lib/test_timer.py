@@ -64,3 +64,18 @@ def test_phases_on_threads_all_count() -> None:
         time.sleep(0.01)
     assert timer.seconds("replica") >= 0.01
     assert timer.metadata()["replica"] == round(timer.seconds("replica"), 6)
+
+
+def test_unrounded_figures_per_phase_for_rates() -> None:
+    """What the CDC pipeline reports per step (rates are computed from these, not rounded)."""
+    timer = PhaseTimer()
+    with timer.phase("decode"):
+        sum(range(200_000))
+    with timer.phase("iceberg"):
+        time.sleep(0.01)
+    wall, cpu = timer.wall_by_phase(), timer.cpu_by_phase()
+    assert list(wall) == list(cpu) == ["decode", "iceberg"]
+    assert wall["iceberg"] == timer.seconds("iceberg") >= 0.01
+    assert cpu["decode"] > 0
+    wall["decode"] = -1.0  # a copy: the timer's own figures stay
+    assert timer.seconds("decode") > 0

@@ -13,9 +13,7 @@ Order of a batch, and why each step is where it is:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +27,7 @@ from data_products.lib.cdc.pgoutput import DecodeError, Transaction, decode_tran
 from data_products.lib.cdc.schema import CdcState, TableState
 from data_products.lib.cdc.sinks import DeltaMirror, IcebergHistory, IcebergMirror, mirror_frame
 from data_products.lib.cdc.source import SlotError, SlotSource
+from data_products.lib.timer import PhaseTimer
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -59,14 +58,22 @@ class BatchResult:
     snapshot: bool = False
     tables: dict[str, TableBatch] = field(default_factory=dict)
     schema_events: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    """Wall seconds per step (decode, frames, iceberg, delta, history)."""
-    cpu_seconds: dict[str, float] = field(default_factory=dict)
-    """CPU seconds of this process per step (all its threads): comparable across runs on a
-    shared machine, where wall times depend on what else runs."""
+    timer: PhaseTimer = field(default_factory=PhaseTimer)
+    """Wall and CPU seconds per step (snapshot_read, decode, frames, iceberg, delta, history)."""
     first_commit_time: object = None
     last_commit_time: object = None
     commit_times: list[datetime] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Wall seconds per step."""
+        return self.timer.wall_by_phase()
+
+    @property
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of this process per step (all its threads): comparable across runs on a
+        shared machine, where wall times depend on what else runs."""
+        return self.timer.cpu_by_phase()
 
     @property
     def lsn_range(self) -> str:
@@ -124,11 +131,11 @@ class CdcPipeline:
                 )
             return None
         self.source.prepare_tables()
-        started = time.perf_counter()
-        snapshot = self.source.create_slot_with_snapshot()
+        timer = PhaseTimer()
+        with timer.phase("snapshot_read"):
+            snapshot = self.source.create_slot_with_snapshot()
         state = CdcState(as_of_lsn=snapshot.lsn)
-        result = BatchResult(snapshot.lsn, snapshot.lsn, snapshot=True)
-        result.seconds["snapshot_read"] = time.perf_counter() - started
+        result = BatchResult(snapshot.lsn, snapshot.lsn, snapshot=True, timer=timer)
         for name, table in snapshot.tables.items():
             table_state = TableState.from_relation(table.relation, table.keys)
             state.tables[name] = table_state
@@ -163,34 +170,30 @@ class CdcPipeline:
         after_sinks_commit: Callable[[BatchResult], None] | None = None,
     ) -> BatchResult:
         """Apply the slot's next transactions (up to ``upto_lsn`` / about ``max_changes``)."""
-        timer, cpu = time.perf_counter(), time.process_time()
-        start = self.source.confirmed_lsn()
-        rows = self.source.peek(upto_lsn=upto_lsn, max_changes=max_changes)
+        timer = PhaseTimer()
         failure: Exception | None = None
-        try:
-            transactions, _ = decode_transactions(rows)
-        except DecodeError as exc:
-            transactions, failure = _decoded_before(rows, exc), exc
-        if upto_lsn is not None:
-            transactions = [t for t in transactions if t.commit_lsn <= upto_lsn]
-        state = self.state()
-        transactions = [t for t in transactions if t.commit_lsn > state.as_of_lsn]
-        decode_seconds = time.perf_counter() - timer
-        decode_cpu = time.process_time() - cpu
-        timer, cpu = time.perf_counter(), time.process_time()
-        while True:
+        with timer.phase("decode"):
+            start = self.source.confirmed_lsn()
+            rows = self.source.peek(upto_lsn=upto_lsn, max_changes=max_changes)
             try:
-                work = state.copy()
-                frames, events = change_frames(transactions, work)
-                break
-            except ChangeError as exc:  # apply what precedes it, then report it
-                transactions = [t for t in transactions if t.commit_lsn < exc.commit_lsn]
-                failure = exc
-        result = BatchResult(start, transactions[-1].commit_lsn if transactions else start)
-        result.seconds["decode"] = decode_seconds
-        result.cpu_seconds["decode"] = decode_cpu
-        result.seconds["frames"] = time.perf_counter() - timer
-        result.cpu_seconds["frames"] = time.process_time() - cpu
+                transactions, _ = decode_transactions(rows)
+            except DecodeError as exc:
+                transactions, failure = _decoded_before(rows, exc), exc
+            if upto_lsn is not None:
+                transactions = [t for t in transactions if t.commit_lsn <= upto_lsn]
+            state = self.state()
+            transactions = [t for t in transactions if t.commit_lsn > state.as_of_lsn]
+        with timer.phase("frames"):
+            while True:
+                try:
+                    work = state.copy()
+                    frames, events = change_frames(transactions, work)
+                    break
+                except ChangeError as exc:  # apply what precedes it, then report it
+                    transactions = [t for t in transactions if t.commit_lsn < exc.commit_lsn]
+                    failure = exc
+        end = transactions[-1].commit_lsn if transactions else start
+        result = BatchResult(start, end, timer=timer)
         result.transactions = len(transactions)
         result.changes = sum(len(t.changes) for t in transactions)
         result.schema_events = events
@@ -225,7 +228,7 @@ class CdcPipeline:
         stats = result.tables.setdefault(table, TableBatch())
         stats.changes += frame.height
         for label, sink in (("iceberg", sinks.iceberg), ("delta", sinks.delta)):
-            with _timed(result, label):
+            with result.timer.phase(label):
                 if snapshot:
                     sink.replace_all(mirror_frame(frame, data_columns), lsn)
                 else:
@@ -235,24 +238,13 @@ class CdcPipeline:
                         stats.keys = latest.height
                         stats.deletes = int((latest["_cdc_op"] == "d").sum())
                         sink.apply(latest, lsn)
-        with _timed(result, "history"):
+        with result.timer.phase("history"):
             if snapshot:
                 sinks.history.replace_all(frame, lsn)
             else:
                 fresh = frame.filter(pl.col(LSN_COLUMN) > sinks.history.watermark())
                 if fresh.height:
                     sinks.history.apply(fresh, lsn)
-
-
-@contextmanager
-def _timed(result: BatchResult, step: str) -> Iterator[None]:
-    """Add the wall and CPU seconds of ``step`` to the batch's figures."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield
-    finally:
-        result.seconds[step] = result.seconds.get(step, 0.0) + time.perf_counter() - wall
-        result.cpu_seconds[step] = result.cpu_seconds.get(step, 0.0) + time.process_time() - cpu
 
 
 def _decoded_before(rows: list[tuple[str, int, bytes]], error: DecodeError) -> list[Transaction]:

@@ -10,7 +10,8 @@ Validation happens in three layers, each with errors that name the file and the 
 How a contract says things (the conventions other domains follow):
 - ``id: <domain>.<layer>.<name>``; one schema object named ``<name>`` with ``physicalName``
   ``<domain>_<layer>.<name>``; file ``contracts/<domain>/<name>.yaml``.
-- Owner: ``team.name`` (→ Dagster owner ``team:<name>``). PII: ``classification: pii``.
+- Owner: the domain descriptor's (``data_products/domains/<domain>.yaml``); a contract declares
+  no ``team`` (one naming a different team is refused). PII: ``classification: pii``.
 - Column constraints are declared where ODCS puts them: ``required``, ``unique``, ``primaryKey`` /
   ``primaryKeyPosition``, ``logicalTypeOptions`` (``pattern``, ``minimum``, ``maximum``,
   ``exclusiveMinimum``, ``exclusiveMaximum``) and ``enum``. Each becomes a rule with id
@@ -76,6 +77,7 @@ from data_products.lib.contracts.model import (
     RuleKind,
     Severity,
 )
+from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import (
     DatasetName,
     InvalidIdentifierError,
@@ -409,11 +411,25 @@ class _Compiler:
         return physical
 
     def _owner(self) -> str:
+        """The domain descriptor's owner, declared once there (ODCS does not require ``team``).
+        A contract that still names a team must name that owner: two owners cannot both be
+        right, so a different one is refused rather than silently ignored."""
+        dataset = self._dataset()
+        try:
+            owner = domain_descriptor(dataset.domain).owner
+        except KeyError as exc:
+            raise self.fail("id", str(exc.args[0])) from None
         team = self.odcs.team
-        if not isinstance(team, Team) or not team.name:
-            raise self.fail("team.name", "every contract names its owning team")
-        name = team.name
-        return name if name.startswith("team:") or "@" in name else f"team:{name}"
+        if isinstance(team, Team) and team.name:
+            name = team.name
+            declared = name if name.startswith("team:") or "@" in name else f"team:{name}"
+            if declared != owner:
+                raise self.fail(
+                    "team.name",
+                    f"{name!r} is not {owner!r}, the owner in data_products/domains/"
+                    f"{dataset.domain}.yaml: remove team (owners are declared once, there)",
+                )
+        return owner
 
     def _description(self, obj: SchemaObject) -> str:
         text = obj.description or (self.odcs.description.purpose if self.odcs.description else None)
