@@ -128,7 +128,9 @@ def test_a_kind_added_as_one_module_compiles_quarantines_and_checks(
     # One meaning in both engines: the DuckDB predicate agrees with the polars expression.
     con = duckdb.connect()
     con.register("typed", typed.select("size").to_arrow())
-    in_sql = [r[0] for r in con.execute(f"SELECT {failure_sql(rule, ['size'])} FROM typed").fetchall()]
+    in_sql = [
+        r[0] for r in con.execute(f"SELECT {failure_sql(rule, ['size'])} FROM typed").fetchall()
+    ]
     assert in_sql == typed.select(failure_expr(rule, ["size"])).to_series().to_list()
     assert in_sql == [False, True]
 
@@ -137,7 +139,9 @@ def test_a_kind_added_as_one_module_compiles_quarantines_and_checks(
     assert result.published.get_column("_source_line").to_list() == [2]
     quarantined = result.quarantined.row(0, named=True)
     assert quarantined["rule_id"] == "widgets.size.even"
-    assert quarantined["reason"] == f"widgets.size.even: size=3 is not a multiple of 2 ({FILE} line 3)"
+    assert (
+        quarantined["reason"] == f"widgets.size.even: size=3 is not a multiple of 2 ({FILE} line 3)"
+    )
     assert result.rows_in == result.published.height + result.quarantined.height
 
     specs = {s.name: s for s in contract.check_specs()}

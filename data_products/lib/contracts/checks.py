@@ -229,9 +229,7 @@ class _Context:
         failing = self.result.rule_failures.get(rule.id, 0)
         rows = self.result.rows_in
         samples = self.result.samples.get(rule.id, [])
-        return self.share_result(
-            rule, failing, rows, samples, quarantined=rule.severity == "error"
-        )
+        return self.share_result(rule, failing, rows, samples, quarantined=rule.severity == "error")
 
     def share_result(
         self,

@@ -36,6 +36,8 @@ How a contract says things (the conventions other domains follow):
 - Freshness: an ``slaProperties`` entry ``property: latency`` (or ``freshness``) with ``value`` and
   ``unit``; ``customProperties: [{property: warnAfter, value: ...}]`` (same unit) adds a warning.
 - Publishing to the lake: a ``servers`` entry of ``type: iceberg``.
+- What each rule kind accepts and means is in its module, ``contracts/kinds/<kind>.py``; this
+  module only selects the kind an item names (``registry``) and checks what every rule shares.
 """
 
 from __future__ import annotations
@@ -644,9 +646,7 @@ class _Compiler:
         candidates = [k for k in registered if metric in k.metrics]
         if not candidates:
             known = sorted({m for k in registered for m in k.metrics})
-            raise self.fail(
-                f"{where}.metric", f"unsupported metric {metric!r}: {', '.join(known)}"
-            )
+            raise self.fail(f"{where}.metric", f"unsupported metric {metric!r}: {', '.join(known)}")
         if len(candidates) == 1:
             return candidates[0]
         args = set(item.arguments or {})
@@ -783,7 +783,7 @@ class _Compiler:
         }
 
     def custom_property(self, props: list[CustomProperty] | None, name: str, where: str) -> Any:
-        """The value of ``customProperties`` entry ``name`` (``None`` if absent; twice: an error)."""
+        """``customProperties`` entry ``name``: ``None`` if absent; given twice, an error."""
         values = [p.value for p in props or [] if p.property == name]
         if len(values) > 1:
             raise self.fail(f"{where}.customProperties", f"{name!r} is given {len(values)} times")
