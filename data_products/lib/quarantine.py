@@ -254,16 +254,11 @@ def _check_input(typed: pl.DataFrame, contract: Contract) -> None:
             f"({contract.path})"
         )
     for rule in contract.row_rules():
-        if rule.kind == "flag" and rule.flag not in typed.columns:
-            raise SplitError(
-                f"{contract.dataset}: rule {rule.id} needs flag column {rule.flag!r}, which the "
-                "typed frame does not have"
-            )
-        if rule.column is not None and rule.column not in typed.columns:
-            raise SplitError(
-                f"{contract.dataset}: rule {rule.id} checks column {rule.column!r}, which the "
-                "typed frame does not have"
-            )
+        for needed, use in rule.kind_spec.inputs(rule):
+            if needed not in typed.columns:
+                raise SplitError(
+                    f"{contract.dataset}: rule {rule.id} {use}, which the typed frame does not have"
+                )
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 - ``model``: the compiled values (``Contract``, ``Column``, ``Rule``);
 - ``expressions``: each row rule as polars expressions, and the pandera schema built from them;
 - ``checks``: Dagster check specs and results.
+- ``registry`` and ``kinds/``: one module per rule kind (compile step, failure expression, reason,
+  description, check evaluation), found by discovery; the modules above ask it and name no kind.
 
 The quarantine split that applies a contract's row rules lives in ``data_products.lib.quarantine``.
 """

@@ -70,11 +70,11 @@ def check_specs(
             rule_id=rule.id,
             kind=rule.kind,
             severity=rule.severity,
-            **({"threshold_pct": rule.threshold_pct} if _uses_threshold(rule) else {}),
+            **({"threshold_pct": rule.threshold_pct} if rule.kind_spec.uses_threshold else {}),
             **({"column": rule.column} if rule.column else {}),
         )
         for rule in contract.rules
-        if rule.kind != "primary_key"
+        if rule.kind_spec.own_check
     ]
     specs.append(
         spec(
@@ -102,7 +102,7 @@ def check_specs(
             blocking=True,
         )
     )
-    if not any(r.kind == "row_count" for r in contract.rules):
+    if ROW_COUNT not in _replaced_platform_checks(contract):
         specs.append(
             spec(
                 ROW_COUNT, "Every partition of the run published at least one row.", blocking=False
@@ -119,14 +119,19 @@ def check_specs(
     return specs
 
 
-def _uses_threshold(rule: Rule) -> bool:
-    return rule.is_row_rule or rule.kind == "unique"
+def _replaced_platform_checks(contract: Contract) -> set[str]:
+    """Platform checks a rule of the contract stands in for (a declared ``rowCount``)."""
+    return {
+        r.kind_spec.replaces_platform_check
+        for r in contract.rules
+        if r.kind_spec.replaces_platform_check is not None
+    }
 
 
 def _rule_spec_description(rule: Rule) -> str:
     limit = (
         f" Fails when more than {_pct(rule.threshold_pct)} % of rows fail."
-        if _uses_threshold(rule)
+        if rule.kind_spec.uses_threshold
         else ""
     )
     effect = "quarantines failing rows" if rule.is_row_rule and rule.severity == "error" else ""
@@ -166,25 +171,21 @@ def evaluate_checks(
     ctx = _Context(contract, result, con, keys, asset_key or contract.key, table_keys)
     results: list[dg.AssetCheckResult] = []
     for rule in contract.rules:
-        if rule.is_row_rule:
-            results.append(ctx.row_rule(rule))
-        elif rule.kind == "unique":
-            results.append(ctx.unique_rule(rule))
-        elif rule.kind == "row_count":
-            results.append(ctx.row_count(rule))
-        elif rule.kind == "sql":
-            results.append(ctx.sql_rule(rule))
+        if rule.kind_spec.own_check:
+            results.append(rule.kind_spec.evaluate(ctx, rule))
     results.append(ctx.rows_reconcile())
     if contract.primary_key:
         results.append(ctx.primary_key_unique())
     results.append(ctx.schema())
-    if not any(r.kind == "row_count" for r in contract.rules):
+    if ROW_COUNT not in _replaced_platform_checks(contract):
         results.append(ctx.row_count(None))
     results.append(ctx.unexpected_columns())
     return results
 
 
 class _Context:
+    """What a kind's ``evaluate`` may use (``registry.CheckContext``), plus the platform checks."""
+
     def __init__(
         self,
         contract: Contract,
@@ -228,33 +229,9 @@ class _Context:
         failing = self.result.rule_failures.get(rule.id, 0)
         rows = self.result.rows_in
         samples = self.result.samples.get(rule.id, [])
-        return self._share_result(
-            rule, failing, rows, samples, quarantined=rule.severity == "error"
-        )
+        return self.share_result(rule, failing, rows, samples, quarantined=rule.severity == "error")
 
-    def unique_rule(self, rule: Rule) -> dg.AssetCheckResult:
-        published = self.result.published
-        duplicated = published.filter(pl.struct(list(rule.columns)).is_duplicated())
-        samples = []
-        for row in duplicated.head(5).iter_rows(named=True):
-            key = ", ".join(f"{c}={row[c]}" for c in rule.columns)
-            where = f"{row.get('_source_file')} line {row.get('_source_line')}"
-            samples.append(
-                {
-                    "rule": rule.id,
-                    "file": row.get("_source_file"),
-                    "line": row.get("_source_line"),
-                    "column": ", ".join(rule.columns),
-                    "value": key,
-                    "reason": f"{rule.id}: {key} appears more than once ({where})",
-                    "raw_record": None,
-                }
-            )
-        return self._share_result(
-            rule, duplicated.height, published.height, samples, quarantined=False
-        )
-
-    def _share_result(
+    def share_result(
         self,
         rule: Rule,
         failing: int,
@@ -326,49 +303,16 @@ class _Context:
             },
         )
 
-    def sql_rule(self, rule: Rule) -> dg.AssetCheckResult:
-        query = (
-            (rule.query or "")
-            .replace("{table}", self.contract.physical_table)
-            .replace("{partition_filter}", self._partition_filter())
-        )
-        metadata: dict[str, Any] = {
-            "rule_id": dg.MetadataValue.text(rule.id),
-            "query": dg.MetadataValue.md(f"```sql\n{query}\n```"),
-            "expected": dg.MetadataValue.text(f"value {rule.comparison}"),
-        }
+    def execute_scalar(self, query: str) -> tuple[bool, Any]:
+        """(True, the query's single value) or (False, why it could not run): a rule's query
+        that fails is reported in its check, never raised."""
         if self.con is None:
-            return self.emit(
-                rule.check_name,
-                passed=False,
-                severity=rule.severity,
-                description=f"{rule.id}: not evaluated, no warehouse connection was given",
-                metadata=metadata,
-            )
+            return False, "not evaluated, no warehouse connection was given"
         try:
             row = self.con.execute(query).fetchone()
         except duckdb.Error as exc:
-            return self.emit(
-                rule.check_name,
-                passed=False,
-                severity=rule.severity,
-                description=f"{rule.id}: query failed: {exc}",
-                metadata=metadata,
-            )
-        value = None if row is None else row[0]
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-            passed, description = False, f"{rule.id}: query returned {value!r}, not a number"
-        else:
-            passed = rule.comparison.holds(float(value))  # type: ignore[union-attr]
-            description = f"{rule.id}: value {value} (expected {rule.comparison})"
-            metadata["value"] = dg.MetadataValue.float(float(value))
-        return self.emit(
-            rule.check_name,
-            passed=passed,
-            severity=rule.severity,
-            description=description,
-            metadata=metadata,
-        )
+            return False, f"query failed: {exc}"
+        return True, None if row is None else row[0]
 
     # -- platform checks ------
 
@@ -488,7 +432,7 @@ class _Context:
 
     # -- warehouse helpers ------
 
-    def _partition_filter(self, keys: Sequence[str] | None = None) -> str:
+    def partition_filter(self, keys: Sequence[str] | None = None) -> str:
         keys = self.keys if keys is None else keys
         if not keys:
             return "TRUE"
@@ -511,7 +455,7 @@ class _Context:
         if self.con is None or not self._table_exists(table):
             return None
         row = self.con.execute(
-            f"SELECT count(*) FROM {table} WHERE {self._partition_filter()}"
+            f"SELECT count(*) FROM {table} WHERE {self.partition_filter()}"
         ).fetchone()
         return int(row[0]) if row else 0
 
@@ -535,7 +479,7 @@ class _Context:
         # table is grouped.
         scoped = (
             f"{table} SEMI JOIN (SELECT DISTINCT {columns} FROM {table} "
-            f"WHERE {self._partition_filter(self.table_keys)}) AS run_keys USING ({columns})"
+            f"WHERE {self.partition_filter(self.table_keys)}) AS run_keys USING ({columns})"
             if self.table_keys and not self._covers_most_of(table, self.table_keys)
             else table
         )

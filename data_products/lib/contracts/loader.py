@@ -37,6 +37,8 @@ How a contract says things (the conventions other domains follow):
 - Freshness: an ``slaProperties`` entry ``property: latency`` (or ``freshness``) with ``value`` and
   ``unit``; ``customProperties: [{property: warnAfter, value: ...}]`` (same unit) adds a warning.
 - Publishing to the lake: a ``servers`` entry of ``type: iceberg``.
+- What each rule kind accepts and means is in its module, ``contracts/kinds/<kind>.py``; this
+  module only selects the kind an item names (``registry``) and checks what every rule shares.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from open_data_contract_standard.model import (
     Team,
 )
 
+from data_products.lib.contracts.kinds.primary_key import primary_key_rule
 from data_products.lib.contracts.model import (
     DEFAULT_THRESHOLD_PCT,
     Column,
@@ -77,6 +80,7 @@ from data_products.lib.contracts.model import (
     RuleKind,
     Severity,
 )
+from data_products.lib.contracts.registry import Item, Kind, declaring_kinds, kind, kinds
 from data_products.lib.domains import domain as domain_descriptor
 from data_products.lib.keys import (
     DatasetName,
@@ -95,11 +99,7 @@ PLATFORM_CHECK_NAMES = frozenset(
 )
 
 _RULE_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-_FLAG = re.compile(r"^_[a-z][a-z0-9_]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
-_SQL_PLACEHOLDERS = frozenset({"table", "partition_filter"})
-_RANGE_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _DESCRIPTIVE_OPTIONS = frozenset({"format", "timezone", "defaultTimezone"})
 _OPERATORS = (
     "mustBe",
@@ -355,7 +355,7 @@ class _Compiler:
             if rule is not None:
                 rules.append(rule)
         if primary_key:
-            rules.append(_primary_key_rule(dataset, primary_key))
+            rules.append(primary_key_rule(dataset, primary_key))
         self._check_unique_ids(rules)
 
         return Contract(
@@ -466,7 +466,7 @@ class _Compiler:
             fail_after = _duration(sla.value, unit)
             if fail_after is None:
                 raise self.fail(f"{where}.value", f"{sla.value!r} is not a positive number")
-            warn_value = _custom_property(sla.customProperties, "warnAfter", where, self)
+            warn_value = self.custom_property(sla.customProperties, "warnAfter", where)
             warn_after = _duration(warn_value, unit) if warn_value is not None else None
             if warn_value is not None and (warn_after is None or warn_after >= fail_after):
                 raise self.fail(
@@ -493,7 +493,7 @@ class _Compiler:
         if not prop.description or not prop.description.strip():
             raise self.fail(f"{where}.description", "every column says what it holds")
         dtype, physical, logical = self._dtype(where, prop)
-        aliases = _custom_property(prop.customProperties, "aliases", where, self) or []
+        aliases = self.custom_property(prop.customProperties, "aliases", where) or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise self.fail(f"{where}.customProperties.aliases", "expected a list of column names")
         for alias in aliases:
@@ -553,6 +553,9 @@ class _Compiler:
         return tuple(c.name for c in sorted(keyed, key=lambda c: c.primary_key_position or 0))
 
     # -- rules ------
+    # What a rule kind means is its module's (``contracts/kinds/<kind>.py``): the loader only
+    # finds the kind an ODCS declaration or quality item selects (by the registry's attributes)
+    # and hands it the item with what every rule shares.
 
     def _property_rules(
         self, dataset: DatasetName, index: int, prop: SchemaProperty, column: Column
@@ -569,9 +572,9 @@ class _Compiler:
                 explicit.append(rule)
         covered = {r.kind for r in explicit}
         synthesised = [
-            _declared_rule(dataset, column, kind, params)
-            for kind, params in declared.items()
-            if kind not in covered
+            _declared_rule(dataset, column, kind(name), params)
+            for name, params in declared.items()
+            if name not in covered
         ]
         return synthesised + explicit
 
@@ -581,19 +584,10 @@ class _Compiler:
         """Constraints the property declares in standard ODCS fields, by rule kind."""
         declared: dict[RuleKind, dict[str, Any]] = {}
         options = dict(prop.logicalTypeOptions or {})
-        if prop.required:
-            declared["required"] = {}
-        if "pattern" in options:
-            declared["pattern"] = self._pattern(
-                f"{where}.logicalTypeOptions.pattern", options.pop("pattern")
-            )
-        bounds = {k: options.pop(k) for k in _RANGE_KEYS if k in options}
-        if bounds:
-            declared["range"] = self._range(f"{where}.logicalTypeOptions", bounds, column)
-        if prop.enum:
-            declared["valid_values"] = {"values": tuple(e.value for e in prop.enum)}
-        if prop.unique:
-            declared["unique"] = {"columns": (column.name,)}
+        for declaring in declaring_kinds():
+            params = declaring.declared(self, where, prop, column, options)
+            if params is not None:
+                declared[declaring.name] = params
         unenforced = sorted(set(options) - _DESCRIPTIVE_OPTIONS)
         if unenforced:
             raise self.fail(
@@ -621,7 +615,7 @@ class _Compiler:
             return None
         rule_id = self._rule_id(dataset, where, item, column)
         severity = self._severity(where, item)
-        blocking = _custom_property(item.customProperties, "blocking", where, self) or False
+        blocking = self.custom_property(item.customProperties, "blocking", where) or False
         if not isinstance(blocking, bool):
             raise self.fail(f"{where}.customProperties.blocking", "expected true or false")
         if blocking and severity != "error":
@@ -637,175 +631,84 @@ class _Compiler:
             "dimension": item.dimension,
         }
         if item_type == "library":
-            return self._library_rule(where, item, column, declared, by_name, common)
-        if item_type == "sql":
-            return self._sql_rule(where, item, common)
-        if item_type == "custom":
-            return self._custom_rule(where, item, column, common)
-        raise self.fail(f"{where}.type", f"unsupported quality type {item.type!r}")
+            selected = self._library_kind(where, item, column, declared, rule_id)
+        elif item_type == "custom":
+            selected = self._custom_kind(where, item)
+        else:
+            selected = self._typed_kind(where, item, item_type)
+        compiled = Item(
+            where=where,
+            item=item,
+            column=column,
+            declared=declared,
+            by_name=by_name,
+            common=common,
+        )
+        return selected.compile(self, compiled)
 
-    def _library_rule(
+    def _library_kind(
         self,
         where: str,
         item: DataQuality,
         column: Column | None,
         declared: dict[RuleKind, dict[str, Any]],
-        by_name: dict[str, Column],
-        common: dict[str, Any],
-    ) -> Rule:
+        rule_id: str,
+    ) -> Kind:
+        """The kind of a ``type: library`` item: the one that claims its metric; for a metric
+        several kinds share (``invalidValues``), the one its arguments (or, without arguments,
+        the property's declarations) select."""
         metric = item.metric or item.rule
-        args = dict(item.arguments or {})
-        if metric == "rowCount":
-            if column is not None:
-                raise self.fail(f"{where}.metric", "rowCount belongs to the schema, not a column")
-            return Rule(kind="row_count", comparison=self._comparison(where, item), **common)
-        threshold = self._threshold(where, item)
-        if metric == "duplicateValues":
-            if column is not None:
-                columns: tuple[str, ...] = (column.name,)
-            else:
-                columns = tuple(args.get("properties") or ())
-                unknown = [c for c in columns if c not in by_name]
-                if not columns or unknown:
-                    raise self.fail(
-                        f"{where}.arguments.properties",
-                        "list the contract columns that must be unique together "
-                        f"(unknown: {unknown})",
-                    )
-            return Rule(kind="unique", columns=columns, threshold_pct=threshold, **common)
+        registered = kinds().values()
+        candidates = [k for k in registered if metric in k.metrics]
+        if not candidates:
+            known = sorted({m for k in registered for m in k.metrics})
+            raise self.fail(f"{where}.metric", f"unsupported metric {metric!r}: {', '.join(known)}")
+        if len(candidates) == 1:
+            return candidates[0]
+        args = set(item.arguments or {})
+        unknown = sorted(args - {a for k in candidates for a in k.arguments})
+        if unknown:
+            raise self.fail(f"{where}.arguments", f"unsupported arguments {unknown}")
+        given = [k for k in candidates if k.arguments & args]
+        if len(given) > 1:
+            raise self.fail(f"{where}.arguments", "one constraint per rule: split it in two items")
+        if given:
+            return given[0]
+        # No arguments: the item describes a constraint declared on the property.
         if column is None:
             raise self.fail(
                 f"{where}.metric", f"{metric} checks a column: declare it on the property"
             )
-        if metric in ("nullValues", "missingValues"):
-            missing = args.get("missingValues") or []
-            if not isinstance(missing, list) or not all(isinstance(v, str) for v in missing):
-                raise self.fail(f"{where}.arguments.missingValues", "expected a list of strings")
-            return Rule(
-                kind="required",
-                threshold_pct=threshold,
-                missing_values=tuple(dict.fromkeys(["", *missing])),
-                **common,
-            )
-        if metric == "invalidValues":
-            kind, params = self._invalid_values(where, args, column, declared, common["id"])
-            return Rule(kind=kind, threshold_pct=threshold, **params, **common)
-        raise self.fail(
-            f"{where}.metric",
-            f"unsupported metric {metric!r}: nullValues, missingValues, invalidValues, "
-            "duplicateValues, rowCount",
-        )
-
-    def _invalid_values(
-        self,
-        where: str,
-        args: dict[str, Any],
-        column: Column,
-        declared: dict[RuleKind, dict[str, Any]],
-        rule_id: str,
-    ) -> tuple[RuleKind, dict[str, Any]]:
-        unknown = sorted(set(args) - {"pattern", "validValues", *_RANGE_KEYS})
-        if unknown:
-            raise self.fail(f"{where}.arguments", f"unsupported arguments {unknown}")
-        given: dict[RuleKind, dict[str, Any]] = {}
-        if "pattern" in args:
-            given["pattern"] = self._pattern(f"{where}.arguments.pattern", args["pattern"])
-        if "validValues" in args:
-            values = args["validValues"]
-            if not isinstance(values, list) or not values:
-                raise self.fail(f"{where}.arguments.validValues", "expected a non-empty list")
-            given["valid_values"] = {"values": tuple(values)}
-        bounds = {k: args[k] for k in _RANGE_KEYS if k in args}
-        if bounds:
-            given["range"] = self._range(f"{where}.arguments", bounds, column)
-        if len(given) > 1:
-            raise self.fail(f"{where}.arguments", "one constraint per rule: split it in two items")
-        if given:
-            kind, params = next(iter(given.items()))
-            if kind in declared and declared[kind] != params:
-                raise self.fail(
-                    f"{where}.arguments",
-                    f"contradicts the property's declared {kind} {declared[kind]}",
-                )
-            return kind, params
-        # No arguments: the item describes a constraint declared on the property.
-        candidates = [k for k in ("pattern", "valid_values", "range") if k in declared]
+        found = [k.name for k in candidates if k.name in declared]
         suffix = rule_id.rsplit(".", 1)[-1]
-        if len(candidates) > 1 and suffix in candidates:
-            candidates = [suffix]  # type: ignore[list-item]
-        if len(candidates) != 1:
+        if len(found) > 1 and suffix in found:
+            found = [suffix]
+        if len(found) != 1:
             raise self.fail(
                 f"{where}.arguments",
-                "invalidValues without arguments needs exactly one pattern, enum or range declared "
-                f"on the property (found {candidates or 'none'})",
+                f"{metric} without arguments needs exactly one of "
+                f"{', '.join(k.name for k in candidates)} declared on the property "
+                f"(found {found or 'none'})",
             )
-        return candidates[0], declared[candidates[0]]  # type: ignore[index,return-value]
+        return kind(found[0])
 
-    def _sql_rule(self, where: str, item: DataQuality, common: dict[str, Any]) -> Rule:
-        query = (item.query or "").strip()
-        unknown = sorted(set(_PLACEHOLDER.findall(query)) - _SQL_PLACEHOLDERS)
-        if unknown:
-            raise self.fail(
-                f"{where}.query",
-                f"unknown placeholders {unknown}; use {{table}}, {{partition_filter}}",
-            )
-        return Rule(kind="sql", query=query, comparison=self._comparison(where, item), **common)
-
-    def _custom_rule(
-        self, where: str, item: DataQuality, column: Column | None, common: dict[str, Any]
-    ) -> Rule:
+    def _custom_kind(self, where: str, item: DataQuality) -> Kind:
+        """The kind an engine ``data-products`` item names: ``implementation: {kind: <name>}``."""
         impl = item.implementation
-        if not isinstance(impl, dict) or impl.get("kind") not in ("type", "encoding", "flag"):
+        custom = {k.name: k for k in kinds().values() if k.custom_keys is not None}
+        name = impl.get("kind") if isinstance(impl, dict) else None
+        if not isinstance(name, str) or name not in custom:
             raise self.fail(
-                f"{where}.implementation", "expected {kind: type | encoding | flag, ...}"
+                f"{where}.implementation", f"expected {{kind: {' | '.join(custom)}, ...}}"
             )
-        kind = impl["kind"]
-        allowed = {"kind"} | ({"flag", "column", "message"} if kind == "flag" else set())
-        unknown = sorted(set(impl) - allowed)
-        if unknown:
-            raise self.fail(f"{where}.implementation", f"unsupported keys {unknown} for {kind}")
-        threshold = _custom_property(item.customProperties, "thresholdPercent", where, self)
-        threshold = DEFAULT_THRESHOLD_PCT if threshold is None else threshold
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not (0 <= threshold <= 100)
-        ):
-            raise self.fail(f"{where}.customProperties.thresholdPercent", "expected 0..100")
-        if kind in ("type", "encoding"):
-            if column is None:
-                raise self.fail(
-                    f"{where}.implementation", f"{kind} checks a column: declare it on the property"
-                )
-            return Rule(
-                kind=kind,
-                threshold_pct=float(threshold),
-                expected_type=column.physical_type,
-                **common,
-            )
-        flag = impl.get("flag")
-        if not isinstance(flag, str) or not _FLAG.fullmatch(flag):
-            raise self.fail(f"{where}.implementation.flag", f"{flag!r}: expected _lower_snake_case")
-        if column is not None and impl.get("column") not in (None, column.name):
-            raise self.fail(
-                f"{where}.implementation.column", "a property-level flag checks that property"
-            )
-        flag_column = column.name if column is not None else impl.get("column")
-        if flag_column is not None:
-            try:
-                validate_column(flag_column, what="column")
-            except InvalidIdentifierError as exc:
-                raise self.fail(f"{where}.implementation.column", str(exc)) from None
-        message = impl.get("message")
-        if message is not None and not isinstance(message, str):
-            raise self.fail(f"{where}.implementation.message", "expected text")
-        return Rule(
-            kind="flag",
-            threshold_pct=float(threshold),
-            flag=flag,
-            message=message,
-            **{**common, "column": flag_column},
-        )
+        return custom[name]
+
+    def _typed_kind(self, where: str, item: DataQuality, item_type: str) -> Kind:
+        """The kind of another ODCS item type (``sql``)."""
+        for candidate in kinds().values():
+            if item_type in candidate.item_types:
+                return candidate
+        raise self.fail(f"{where}.type", f"unsupported quality type {item.type!r}")
 
     # -- rule parts ------
 
@@ -837,7 +740,7 @@ class _Compiler:
     def _operators(self, item: DataQuality) -> list[tuple[str, Any]]:
         return [(op, getattr(item, op)) for op in _OPERATORS if getattr(item, op) is not None]
 
-    def _threshold(self, where: str, item: DataQuality) -> float:
+    def threshold(self, where: str, item: DataQuality) -> float:
         """Tolerated share of failing rows, from the ODCS operator on the failing-row metric."""
         operators = self._operators(item)
         if not operators:
@@ -852,7 +755,7 @@ class _Compiler:
             "row rules take `mustBe: 0` or `unit: percent` with `mustBeLessOrEqualTo: <0..100>`",
         )
 
-    def _comparison(self, where: str, item: DataQuality) -> Comparison:
+    def comparison(self, where: str, item: DataQuality) -> Comparison:
         operators = self._operators(item)
         if len(operators) != 1:
             raise self.fail(where, "give exactly one mustBe* operator")
@@ -863,7 +766,7 @@ class _Compiler:
             raise self.fail(f"{where}.{op}", f"{value!r}: expected a number")
         return Comparison(op, float(value))
 
-    def _pattern(self, where: str, pattern: Any) -> dict[str, Any]:
+    def pattern(self, where: str, pattern: Any) -> dict[str, Any]:
         if not isinstance(pattern, str):
             raise self.fail(where, "expected a regular expression string")
         try:
@@ -872,7 +775,7 @@ class _Compiler:
             raise self.fail(where, f"invalid regular expression {pattern!r}: {exc}") from None
         return {"pattern": pattern}
 
-    def _range(self, where: str, bounds: dict[str, Any], column: Column) -> dict[str, Any]:
+    def range(self, where: str, bounds: dict[str, Any], column: Column) -> dict[str, Any]:
         if column.logical_type not in ("integer", "number"):
             raise self.fail(
                 where, f"ranges apply to numeric columns; {column.name} is {column.physical_type}"
@@ -894,6 +797,13 @@ class _Compiler:
             "exclusive_minimum": "exclusiveMinimum" in bounds,
             "exclusive_maximum": "exclusiveMaximum" in bounds,
         }
+
+    def custom_property(self, props: list[CustomProperty] | None, name: str, where: str) -> Any:
+        """``customProperties`` entry ``name``: ``None`` if absent; given twice, an error."""
+        values = [p.value for p in props or [] if p.property == name]
+        if len(values) > 1:
+            raise self.fail(f"{where}.customProperties", f"{name!r} is given {len(values)} times")
+        return values[0] if values else None
 
     def _check_unique_ids(self, rules: Sequence[Rule]) -> None:
         seen: set[str] = set()
@@ -920,15 +830,6 @@ def _physical_dtype(physical: str) -> tuple[pl.DataType, str] | None:
     return None
 
 
-def _custom_property(
-    props: list[CustomProperty] | None, name: str, where: str, compiler: _Compiler
-) -> Any:
-    values = [p.value for p in props or [] if p.property == name]
-    if len(values) > 1:
-        raise compiler.fail(f"{where}.customProperties", f"{name!r} is given {len(values)} times")
-    return values[0] if values else None
-
-
 def _duration(value: Any, unit: str) -> timedelta | None:
     if isinstance(value, bool):
         return None
@@ -941,51 +842,21 @@ def _duration(value: Any, unit: str) -> timedelta | None:
     return timedelta(seconds=amount * _SECONDS_PER_UNIT[unit])
 
 
-_DECLARED_WHY: dict[str, str] = {
-    "required": "{column} is declared required: a row without it cannot be used.",
-    "pattern": "{column} is declared to match {pattern}.",
-    "valid_values": "{column} is declared as an enumeration of allowed values.",
-    "range": "{column} is declared {range}.",
-    "unique": "{column} is declared unique.",
-}
-
-
 def _declared_rule(
-    dataset: DatasetName, column: Column, kind: RuleKind, params: dict[str, Any]
+    dataset: DatasetName, column: Column, declaring: Kind, params: dict[str, Any]
 ) -> Rule:
     """A rule for a constraint declared on a property without a quality item describing it."""
     rule = Rule(
-        id=f"{dataset.name}.{column.name}.{kind}",
+        id=f"{dataset.name}.{column.name}.{declaring.name}",
         column=column.name,
-        kind=kind,
+        kind=declaring.name,
         severity="error",
         blocking=False,
         description="",
         declared_in_contract=False,
         **params,
     )
-    why = _DECLARED_WHY[kind].format(
-        column=column.name, pattern=rule.pattern, range=rule.constraint_text()
-    )
-    return replace(rule, description=why)
-
-
-def _primary_key_rule(dataset: DatasetName, primary_key: tuple[str, ...]) -> Rule:
-    return Rule(
-        id=f"{dataset.name}.primary_key.duplicate",
-        column=None,
-        kind="primary_key",
-        severity="error",
-        blocking=True,
-        description=(
-            f"One row per ({', '.join(primary_key)}): re-sent files and repeated rows must not be "
-            "counted twice, so the first delivered row (by file, line) is published and the "
-            "others are quarantined with a pointer to it."
-        ),
-        threshold_pct=100.0,
-        columns=primary_key,
-        declared_in_contract=False,
-    )
+    return replace(rule, description=declaring.declared_why(rule))
 
 
 __all__ = [

@@ -148,11 +148,18 @@ class Rule:
     expected_type: str | None = None
     declared_in_contract: bool = True
     """False for rules synthesised from a property declaration (``required: true``, ...)."""
+    parameters: tuple[tuple[str, Any], ...] = ()
+    """(name, value) pairs of a kind whose parameters have no field above (an
+    ``implementation`` key such as a divisor), so adding a kind does not change this class."""
 
     @property
     def check_name(self) -> str:
         """Dagster check name: the rule id with ``.`` → ``__`` (stable, ``[A-Za-z0-9_]``)."""
         return self.id.replace(".", "__")
+
+    def parameter(self, name: str) -> Any:
+        """The value of one of the kind's ``parameters`` (``None`` when absent)."""
+        return dict(self.parameters).get(name)
 
     @property
     def kind_spec(self) -> Kind:

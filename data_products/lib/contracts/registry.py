@@ -216,6 +216,11 @@ def kinds() -> dict[str, Kind]:
     return _registry(KIND_PACKAGES)
 
 
+def clear_kinds() -> None:
+    """Forget what discovery found, so the next ``kinds()`` imports ``KIND_PACKAGES`` again."""
+    _registry.cache_clear()
+
+
 def kind(name: str) -> Kind:
     registered = kinds()
     if name not in registered:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from data_products.lib.contracts.model import DEFAULT_THRESHOLD_PCT
+from data_products.lib.contracts.model import DEFAULT_THRESHOLD_PCT, Rule
 from data_products.lib.contracts.registry import Compiler, Item, Kind
 
 
@@ -31,3 +31,16 @@ def compile_custom(kind: Kind, compiler: Compiler, item: Item, *, needs_column: 
             f"{kind.name} checks a column: declare it on the property",
         )
     return float(threshold)
+
+
+def compile_column_custom(kind: Kind, compiler: Compiler, item: Item) -> Rule:
+    """A custom kind on a property's delivered text (``type``, ``encoding``): the rule records
+    the column's type, which its reason names."""
+    threshold = compile_custom(kind, compiler, item, needs_column=True)
+    assert item.column is not None
+    return Rule(
+        kind=kind.name,
+        threshold_pct=threshold,
+        expected_type=item.column.physical_type,
+        **item.common,
+    )

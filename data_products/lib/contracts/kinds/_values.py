@@ -12,12 +12,12 @@ from data_products.lib.contracts.registry import Compiler, Item, Kind
 def compile_value_rule(
     kind: Kind, compiler: Compiler, item: Item, params_from_arguments: Any
 ) -> Rule:
+    threshold = compiler.threshold(item.where, item.item)
     if item.column is None:
         metric = item.item.metric or item.item.rule
         raise compiler.fail(
             f"{item.where}.metric", f"{metric} checks a column: declare it on the property"
         )
-    threshold = compiler.threshold(item.where, item.item)
     args = {k: v for k, v in item.arguments.items() if k in kind.arguments}
     if args:
         params = params_from_arguments(compiler, f"{item.where}.arguments", args, item.column)

@@ -13,7 +13,7 @@ from data_products.lib.contracts.frames import (
     raw_column,
     sql_identifier,
 )
-from data_products.lib.contracts.kinds._custom import compile_custom
+from data_products.lib.contracts.kinds._custom import compile_column_custom
 from data_products.lib.contracts.model import Rule
 from data_products.lib.contracts.registry import Compiler, Item, Kind
 
@@ -26,14 +26,7 @@ class Encoding(Kind):
     shows_delivered_text = True
 
     def compile(self, compiler: Compiler, item: Item) -> Rule:
-        threshold = compile_custom(self, compiler, item, needs_column=True)
-        assert item.column is not None
-        return Rule(
-            kind=self.name,
-            threshold_pct=threshold,
-            expected_type=item.column.physical_type,
-            **item.common,
-        )
+        return compile_column_custom(self, compiler, item)
 
     def _source(self, rule: Rule, columns: Collection[str]) -> str:
         column = needs_column(rule)

@@ -5,13 +5,13 @@ own)."""
 
 from __future__ import annotations
 
-from data_products.lib.contracts.model import Rule
+from data_products.lib.contracts.model import PRIMARY_KEY_KIND, Rule
 from data_products.lib.contracts.registry import Kind
 from data_products.lib.keys import DatasetName
 
 
 class PrimaryKey(Kind):
-    name = "primary_key"
+    name = PRIMARY_KEY_KIND
     own_check = False
 
     def constraint_text(self, rule: Rule) -> str:

@@ -43,7 +43,8 @@ class Range(Kind):
         def from_arguments(
             compiler: Compiler, where: str, args: dict[str, Any], column: Column
         ) -> dict[str, Any]:
-            return compiler.range(where, args, column)
+            bounds = {k: args[k] for k in RANGE_KEYS if k in args}
+            return compiler.range(where, bounds, column)
 
         return compile_value_rule(self, compiler, item, from_arguments)
 

@@ -44,12 +44,12 @@ class Required(Kind):
         return f"{rule.column} is declared required: a row without it cannot be used."
 
     def compile(self, compiler: Compiler, item: Item) -> Rule:
-        metric = item.item.metric or item.item.rule
+        threshold = compiler.threshold(item.where, item.item)
         if item.column is None:
+            metric = item.item.metric or item.item.rule
             raise compiler.fail(
                 f"{item.where}.metric", f"{metric} checks a column: declare it on the property"
             )
-        threshold = compiler.threshold(item.where, item.item)
         missing = item.arguments.get("missingValues") or []
         if not isinstance(missing, list) or not all(isinstance(v, str) for v in missing):
             raise compiler.fail(

@@ -15,7 +15,7 @@ from data_products.lib.contracts.frames import (
     sql_identifier,
     sql_raw_is_empty,
 )
-from data_products.lib.contracts.kinds._custom import compile_custom
+from data_products.lib.contracts.kinds._custom import compile_column_custom
 from data_products.lib.contracts.model import Rule
 from data_products.lib.contracts.registry import Compiler, Item, Kind
 
@@ -29,14 +29,7 @@ class Type(Kind):
     in_column_schema = False
 
     def compile(self, compiler: Compiler, item: Item) -> Rule:
-        threshold = compile_custom(self, compiler, item, needs_column=True)
-        assert item.column is not None
-        return Rule(
-            kind=self.name,
-            threshold_pct=threshold,
-            expected_type=item.column.physical_type,
-            **item.common,
-        )
+        return compile_column_custom(self, compiler, item)
 
     def failure_expr(self, rule: Rule, columns: Collection[str]) -> pl.Expr:
         column = needs_column(rule)
