@@ -4,7 +4,6 @@ results, freshness; and the commerce contracts against the shared data model (MO
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +15,6 @@ import pandera.errors
 import polars as pl
 import pytest
 
-from data_products.lib import domains
 from data_products.lib.contracts import (
     CONTRACTS_DIR,
     PLATFORM_CHECK_NAMES,
@@ -27,7 +25,7 @@ from data_products.lib.contracts import (
     load_contract,
     load_contract_for,
 )
-from data_products.lib.domains import DOMAINS_DIR, load_domains
+from data_products.lib.domains import load_domains
 from data_products.lib.quarantine import SplitResult, split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,28 +149,6 @@ schema:
         mustBeGreaterOrEqualTo: 2
         severity: warning
 """
-
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def shop_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The descriptors with one more, ``shop`` (tests/lib/fixtures/shop.yaml): a contract's
-    owner comes from its domain's descriptor, so the test domain has one like any other."""
-    directory = tmp_path_factory.mktemp("domains")
-    for descriptor in [*DOMAINS_DIR.glob("*.yaml"), FIXTURES / "shop.yaml"]:
-        shutil.copy(descriptor, directory / descriptor.name)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(domains, "DOMAINS_DIR", directory)
-        yield directory
-
-
-def write_contract(root: Path, text: str, *, domain: str = "shop", name: str = "widgets") -> Path:
-    path = root / domain / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
