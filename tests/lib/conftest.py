@@ -24,10 +24,3 @@ def shop_domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(domains, "DOMAINS_DIR", directory)
         yield directory
-
-
-def write_contract(root: Path, text: str, *, domain: str = "shop", name: str = "widgets") -> Path:
-    path = root / domain / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path

@@ -151,6 +151,13 @@ schema:
 """
 
 
+def write_contract(root: Path, text: str, *, domain: str = "shop", name: str = "widgets") -> Path:
+    path = root / domain / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def widgets(tmp_path: Path) -> Contract:
     return load_contract(write_contract(tmp_path, WIDGETS))
