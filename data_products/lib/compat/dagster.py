@@ -136,10 +136,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 engine.dispose(close=False)
             self._engines.clear()
             self._engines_pid = os.getpid()
-        engine = self._engines.get(shard)
-        if engine is not None:
+        kept = self._engines.get(shard)
+        if kept is not None:
             self._engines.move_to_end(shard)
-            return engine
+            return kept
         if shard not in self._initialized_dbs:
             # Dagster's schema set-up opens connections of its own: give it a throw-away engine.
             setup = db.create_engine(
@@ -251,8 +251,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         60 ms per check (138 checks) and most of the run's planning phase."""
         planned = event.get_dagster_event().event_specific_data
         assert isinstance(planned, AssetCheckEvaluationPlanned)
-        partition_keys: Sequence[str | None] = (
-            planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        partition_keys: list[str | None] = (
+            list(planned.partitions_subset.get_partition_keys())
+            if planned.partitions_subset
+            else [None]
         )
         shared = dict(
             asset_key=planned.asset_key.to_string(),
@@ -298,7 +300,7 @@ class PooledSqliteStorage(DagsterSqliteStorage):
         return {"base_dir": StringSource}
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
+    def from_config_value(
         cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
     ) -> PooledSqliteStorage:
         return cls(str(config_value["base_dir"]), inst_data=inst_data)
