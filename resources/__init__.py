@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from resources.lake import LakeResource
@@ -11,7 +13,7 @@ from resources.warehouse import WarehouseResource
 __all__ = ["LakeResource", "PostgresResource", "WarehouseResource", "default_resources"]
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
+def default_resources() -> dict[str, dg.ConfigurableResource[Any]]:
     """The embedded profile: every field empty, so locations derive from the data home when used.
 
     ``data_products/definitions.py`` binds these under the names the asset factories ask for.

@@ -19,7 +19,9 @@ from data_products.lib.settings import get_settings
 from data_products.lib.tables.iceberg import IcebergTables
 
 
-class LakeResource(dg.ConfigurableResource):
+# ConfigurableResource is generic in the value it hands to assets; a bare subclass hands itself,
+# and subscripting it would make pydantic build a second class at run time.
+class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Iceberg (pyiceberg SQL catalog) and Delta locations, with optional S3 settings.
 
     Empty fields derive from ``DATA_PRODUCTS_HOME`` when used, never at import time.

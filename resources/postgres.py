@@ -25,7 +25,9 @@ from resources.postgres_server import PostgresServer
 PASSWORD_ENV = "DATA_PRODUCTS_POSTGRES_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
 
-class PostgresResource(dg.ConfigurableResource):
+# ConfigurableResource is generic in the value it hands to assets; a bare subclass hands itself,
+# and subscripting it would make pydantic build a second class at run time.
+class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """A PostgreSQL database captured by logical decoding (one slot and one publication)."""
 
     password: str = Field(description="Superuser password; pass as dg.EnvVar.")

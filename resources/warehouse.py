@@ -19,7 +19,9 @@ from data_products.lib.settings import get_settings
 from data_products.lib.tables import load_extensions
 
 
-class WarehouseResource(dg.ConfigurableResource):
+# ConfigurableResource is generic in the value it hands to assets; a bare subclass hands itself,
+# and subscripting it would make pydantic build a second class at run time.
+class WarehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """DuckDB warehouse: silver and gold tables in schemas ``<domain>_<layer>``.
 
     Every field may stay empty; the defaults come from the data home at call time (never at

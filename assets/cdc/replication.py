@@ -7,6 +7,7 @@ mirror and history asset, with lineage from its Postgres table (an external asse
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -119,7 +120,7 @@ def _checks() -> list[dg.AssetCheckSpec]:
 )
 def cdc_replication(
     context: dg.AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     postgres.ensure_running()
     pipeline = build_pipeline(postgres, lake)
     result = pipeline.ensure_started()
@@ -138,7 +139,7 @@ def cdc_replication(
 
 def materializations(
     pipeline: CdcPipeline, result: BatchResult, postgres: PostgresResource, lake: LakeResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     """Per table: mirror and history materialisations, and the consistency check."""
     state = pipeline.state()
     view = source_view(pipeline.source, state)

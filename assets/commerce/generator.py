@@ -329,7 +329,9 @@ def _timestamps(day: date, seconds: np.ndarray) -> pl.Series:
 def _local_cents(usd_cents: np.ndarray, rate_units: np.ndarray, jpy: np.ndarray) -> np.ndarray:
     """USD price in a currency: whole cents, whole yen for JPY."""
     local = usd_cents.astype(np.float64) * RATE_SCALE / rate_units
-    return np.where(jpy, np.rint(local / 100) * 100, np.rint(local)).astype(np.int64)
+    # numpy types a mixed-operand `where` as Any; the result is the int64 array cast here.
+    cents: np.ndarray = np.where(jpy, np.rint(local / 100) * 100, np.rint(local)).astype(np.int64)
+    return cents
 
 
 def _with_duplicates(frame: pl.DataFrame, rng: np.random.Generator, count: int) -> pl.DataFrame:
@@ -510,7 +512,8 @@ class _CustomerBook:
 
 def _country_weights() -> np.ndarray:
     weights = np.array([6.0, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1])
-    return weights / weights.sum()
+    shares: np.ndarray = weights / weights.sum()  # numpy types `sum()` as Any
+    return shares
 
 
 def _email_expr(

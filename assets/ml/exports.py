@@ -8,6 +8,7 @@ views ``ml_serving.<view>``, plain SQL tables for anyone else.
 
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -133,7 +134,7 @@ def _key_check(view: ViewSpec, frame: pl.DataFrame) -> dg.AssetCheckResult:
 )
 def ml_feature_exports(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     days = run_dates(context)
     exports = feature_exports()
     with warehouse.connect() as con:

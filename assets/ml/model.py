@@ -12,6 +12,7 @@ The artifact is versioned by content hash (``assets/ml/artifacts.py``); the asse
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -113,7 +114,7 @@ def train_model(frame: pl.DataFrame) -> artifacts.ModelBundle:
 )
 def delay_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     with warehouse.connect() as con:
         if not table_exists(con, TRAINING_SET):
             raise RuntimeError(f"{TRAINING_SET} has no rows yet: materialise it first")

@@ -12,6 +12,7 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import date, datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -51,7 +52,7 @@ PARITY_MAX_MISMATCH = 0.01
     metadata={"feast/project": "aviation_delays"},
     tags={"tier": "features"},
 )
-def feature_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def feature_registry(context: dg.AssetExecutionContext) -> dg.MaterializeResult[Any]:
     settings = get_settings()
     store = feature_store(settings)
     objects = build_repo_objects(settings.home)
@@ -123,7 +124,7 @@ def _parity_samples(
 )
 def online_features(
     context: dg.AssetExecutionContext,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     days = run_dates(context)
     start, end = day_window(days[0], days[-1])
     settings = get_settings()

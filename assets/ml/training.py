@@ -9,7 +9,7 @@ check per model feature against the window the current model was trained on (war
 
 from collections.abc import Iterator
 from datetime import date
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import dagster as dg
 import numpy as np
@@ -232,7 +232,7 @@ def _chunks(days: list[date]) -> Iterator[list[date]]:
 )
 def training_set(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     days = run_dates(context)
     store = feature_store()
     with warehouse.connect() as con:

@@ -10,6 +10,7 @@ the counts differ, or when it is present on one side only. Re-running a day repl
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -23,7 +24,9 @@ BREAK_PCT = 0.1
 DAILY = daily("2026-03-01")
 
 
-def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) -> list[tuple]:
+def reconcile_day(
+    con: duckdb.DuckDBPyConnection, day: str, *, now: datetime
+) -> list[tuple[Any, ...]]:
     """Replace ``day``'s reconciliation rows; returns the breaks (date, merchant, currency, kind,
     variance, variance_pct)."""
     path = settlement_dir() / f"{day}.csv"
@@ -96,10 +99,10 @@ def reconcile_day(con: duckdb.DuckDBPyConnection, day: str, *, now: datetime) ->
 )
 def reconciliation(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     keys = run_partition_keys(context)
     now = datetime.now(UTC).replace(tzinfo=None)
-    breaks: list[tuple] = []
+    breaks: list[tuple[Any, ...]] = []
     with warehouse.connect() as con:
         con.begin()
         try:

@@ -195,7 +195,7 @@ CHECKS = [
 )
 def payments_stream_batch(
     context: dg.AssetExecutionContext, config: BatchConfig, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[Any] | dg.AssetCheckResult]:
     if config.topic not in ("", TOPIC):
         raise ValueError(f"payments_stream_batch consumes {TOPIC!r}, not {config.topic!r}")
     log = EventLog.open(TOPIC)
@@ -266,7 +266,7 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | No
 
 def _materializations(
     con: duckdb.DuckDBPyConnection, report: BatchReport, batch_meta: dict[str, Any]
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult[Any]]:
     rows = {
         BRONZE: report.records,
         SILVER: report.admitted,

@@ -148,19 +148,21 @@ def collect_run(
         run_id=result.run_id, success=result.success, partitions=label, run_ids=[result.run_id]
     )
     for event in result.all_events:
-        if event.is_step_materialization:
+        # ``event_specific_data`` is a union of every event's payload: narrowed by type, not by
+        # ``event_type``, so the fields read below are the check evaluation's.
+        evaluation = event.event_specific_data
+        if event.is_step_materialization and event.asset_key is not None:
             run.materialized.append(event.asset_key.to_user_string())
         elif event.is_step_failure:
             run.failed_steps.append(event.step_key or "?")
-        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
+        elif isinstance(evaluation, dg.AssetCheckEvaluation):
             run.checks.append(
                 CheckOutcome(
                     asset=evaluation.asset_key.to_user_string(),
                     check=evaluation.check_name,
                     passed=evaluation.passed,
                     severity=evaluation.severity.value,
-                    blocking=bool(getattr(evaluation, "blocking", False)),
+                    blocking=bool(evaluation.blocking),
                     description=evaluation.description or "",
                     metadata={k: _text(v) for k, v in evaluation.metadata.items()},
                 )

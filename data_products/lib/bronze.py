@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -71,7 +72,7 @@ def bronze_asset(
         partitions_def=partitions_def,
         required_resource_keys={WAREHOUSE_KEY},
     )
-    def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _bronze(context: dg.AssetExecutionContext) -> dg.MaterializeResult[Any]:
         warehouse: Warehouse = getattr(context.resources, WAREHOUSE_KEY)
         return write(context, warehouse, name)
 
@@ -98,7 +99,7 @@ def latest_reference_drop(landing: Path, domain: str, dataset: str) -> tuple[str
 
 def _ingest_snapshot(
     context: dg.AssetExecutionContext, warehouse: Warehouse, name: DatasetName
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     landing = get_settings().landing
     snapshot, path = latest_reference_drop(landing, name.domain, name.name)
     frame = read_csv_as_delivered(path, landing, snapshot)
@@ -116,7 +117,7 @@ def _ingest_snapshot(
 
 def _ingest_days(
     context: dg.AssetExecutionContext, warehouse: Warehouse, name: DatasetName
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     domain, dataset = name.domain, name.name
     keys = run_partition_keys(context)
     landing = get_settings().landing

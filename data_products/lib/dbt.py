@@ -193,7 +193,9 @@ def dbt_executable() -> str:
 
 def dbt_resource(project: DbtProject = DBT_PROJECT) -> PlatformDbtCliResource:
     """The ``dbt`` resource the gold assets ask for (bind it under the key ``dbt``)."""
-    return PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())
+    # DbtCliResource.__init__ takes a DbtProject (and reads its profiles and state paths); the
+    # pydantic mypy plugin types the subclass's constructor from the fields (project_dir: str).
+    return PlatformDbtCliResource(project_dir=project, dbt_executable=dbt_executable())  # type: ignore[arg-type]
 
 
 RANGE_ENV = ("DATA_PRODUCTS_DBT_MIN_DATE", "DATA_PRODUCTS_DBT_MAX_DATE")

@@ -74,7 +74,10 @@ class DemoSlice(BaseModel):
         """Call ``prepare`` and return what it reports (a one-line summary)."""
         if self.prepare is None:
             return None
-        return _resolve(self.prepare)(self.start, self.end)
+        # The reference is resolved at run time, so its result is only known to be a summary
+        # by the descriptor's contract (``prepare`` returns ``str | None``).
+        summary: str | None = _resolve(self.prepare)(self.start, self.end)
+        return summary
 
     def resolve_runner(self) -> Callable[..., Any] | None:
         return None if self.runner is None else _resolve(self.runner)
@@ -82,7 +85,8 @@ class DemoSlice(BaseModel):
 
 def _resolve(reference: str) -> Callable[..., Any]:
     module_name, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    target: Callable[..., Any] = getattr(importlib.import_module(module_name), attribute)
+    return target
 
 
 class Domain(BaseModel):

@@ -23,7 +23,7 @@ import polars as pl
 
 from data_products.lib.cdc.frames import LSN_COLUMN, ChangeError, change_frames, snapshot_frame
 from data_products.lib.cdc.lsn import format_lsn
-from data_products.lib.cdc.pgoutput import DecodeError, Transaction, decode_transactions
+from data_products.lib.cdc.pgoutput import DecodeError, Relation, Transaction, decode_transactions
 from data_products.lib.cdc.schema import CdcState, TableState
 from data_products.lib.cdc.sinks import DeltaMirror, IcebergHistory, IcebergMirror, mirror_frame
 from data_products.lib.cdc.source import SlotError, SlotSource
@@ -250,7 +250,7 @@ class CdcPipeline:
 def _decoded_before(rows: list[tuple[str, int, bytes]], error: DecodeError) -> list[Transaction]:
     """The complete transactions ahead of a malformed message (decoded again, one by one)."""
     good: list[Transaction] = []
-    relations: dict = {}
+    relations: dict[int, Relation] = {}
     pending: list[tuple[str, int, bytes]] = []
     for row in rows:
         pending.append(row)

@@ -45,7 +45,9 @@ class Comparison:
         return 1.0 if self.total == 0 else self.matching / self.total
 
     def sample(self, n: int = 5) -> dict[str, list[str]]:
-        show = lambda keys: [k.replace(KEY_SEPARATOR, ",") for k in keys[:n]]  # noqa: E731
+        def show(keys: list[str]) -> list[str]:
+            return [k.replace(KEY_SEPARATOR, ",") for k in keys[:n]]
+
         return {
             "missing_in_sink": show(self.missing_in_sink),
             "extra_in_sink": show(self.extra_in_sink),

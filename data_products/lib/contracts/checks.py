@@ -278,7 +278,11 @@ class _Context:
             per_partition = {k: counts.get(_partition_day(k), 0) for k in self.keys}
         else:
             per_partition = {self.partitions: published.height}
-        holds = (lambda n: n > 0) if rule is None else (lambda n: rule.comparison.holds(n))  # type: ignore[union-attr]
+        comparison = None if rule is None else rule.comparison
+
+        def holds(n: int) -> bool:
+            return n > 0 if comparison is None else comparison.holds(n)
+
         failing = {k: n for k, n in per_partition.items() if not holds(n)}
         expected = "> 0" if rule is None else str(rule.comparison)
         name = ROW_COUNT if rule is None else rule.check_name

@@ -167,7 +167,7 @@ def select_partitions(values: Sequence[PartitionValue]) -> PartitionSelection:
             "partition values mix daily (date) and hourly (datetime) partitions: "
             f"{sorted(map(str, normalised))}"
         )
-    return PartitionSelection(tuple(sorted(normalised)))  # type: ignore[arg-type]
+    return PartitionSelection(tuple(sorted(normalised)))
 
 
 def validate_frame_columns(dataset: DatasetName, df: pl.DataFrame) -> None:

@@ -66,9 +66,9 @@ def _widens(old: pl.DataType, new: pl.DataType) -> bool:
         return True
     for family in (_INTEGERS, _UNSIGNED):
         if old in family and new in family:
-            return family.index(new) > family.index(old)  # type: ignore[arg-type]
+            return family.index(new) > family.index(old)
     if old in _UNSIGNED and new in _INTEGERS:
-        return _INTEGERS.index(new) > _UNSIGNED.index(old)  # type: ignore[arg-type]
+        return _INTEGERS.index(new) > _UNSIGNED.index(old)
     if new == pl.Float64:
         return old in (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32, pl.Float32)
     if isinstance(old, pl.Decimal) and isinstance(new, pl.Decimal):

@@ -218,7 +218,7 @@ class IcebergTables:
             )
         literals = selection.literals_for(dtype, column=partition_column, dataset=dataset)
         # In's __new__ takes (term, literals); mypy only sees the pydantic field signature.
-        return In(partition_column, literals)  # type: ignore[misc, call-arg, arg-type]
+        return In(partition_column, literals)  # type: ignore[misc, call-arg]
 
     def _name(self, dataset: DatasetName) -> str:
         return f"{self.catalog.name}.{dataset.schema}.{dataset.name}"
