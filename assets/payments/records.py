@@ -113,13 +113,14 @@ def record_rules(contract: Contract) -> RecordRules:
     for rule in contract.row_rules():
         if rule.severity != "error":
             continue
-        needed = rule.flag if rule.kind == "flag" else rule.column
-        if needed in SET_BY_STREAM:
+        needed = [column for column, _ in rule.kind_spec.inputs(rule)]
+        if any(column in SET_BY_STREAM for column in needed):
             continue
-        if needed not in BATCH_COLUMNS:
+        missing = [column for column in needed if column not in BATCH_COLUMNS]
+        if missing:
             raise ContractError(
-                f"{contract.path}: rule {rule.id} reads {needed!r}, which payments records do "
-                f"not carry (they carry {', '.join(sorted(RAW_SCHEMA))})"
+                f"{contract.path}: rule {rule.id} reads {missing[0]!r}, which payments records "
+                f"do not carry (they carry {', '.join(sorted(RAW_SCHEMA))})"
             )
         ids.append(rule.id)
         fails.append(failure_expr(rule, BATCH_COLUMNS))
