@@ -99,7 +99,9 @@ def reconcile_day(
 )
 def reconciliation(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult[Any]:
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    # Bare on purpose: with check outputs Dagster compares the annotation with MaterializeResult
+    # itself (`_is_result_object_type`); a parameterised one fails the definitions.
     keys = run_partition_keys(context)
     now = datetime.now(UTC).replace(tzinfo=None)
     breaks: list[tuple[Any, ...]] = []
