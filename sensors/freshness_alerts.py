@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from data_products.lib.alerts import alert_from_record, post_alert, record_alert, redact
+from data_products.lib.alerts import alert_from_record, deliver
 from data_products.lib.settings import get_settings
 
 BATCH = 100
@@ -37,18 +37,10 @@ def freshness_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason | dg.
     for record in records:
         alert = alert_from_record(record)
         if alert is not None:
-            if record_alert(alert, log_path):
-                context.log.warning(f"freshness alert: {alert.summary}")
-            if settings.alert_webhook_url:
-                try:
-                    post_alert(alert, settings.alert_webhook_url)
-                except Exception as exc:  # delivery failed: retry from here next tick
-                    context.log.warning(
-                        f"webhook {redact(settings.alert_webhook_url)} rejected alert {alert.id}: "
-                        f"{type(exc).__name__}; will retry"
-                    )
-                    break
-                sent += 1
+            delivered = deliver([alert], log_path, settings.alert_webhook_url, context.log.warning)
+            if delivered is None:  # the webhook refused it: from here again next tick
+                break
+            sent += delivered
         cursor = record.storage_id
     if cursor == after:
         return dg.SkipReason("webhook unavailable; will retry")

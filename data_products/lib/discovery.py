@@ -14,6 +14,7 @@ import dagster as dg
 from data_products.lib.contracts import Contract, discover_contracts
 from data_products.lib.lineage import with_lineage
 from data_products.lib.policy import apply_spec_policy
+from data_products.lib.retries import with_transient_retries
 
 
 def discover(*packages: ModuleType) -> dg.Definitions:
@@ -57,7 +58,7 @@ def _with_policy(
     derived = apply_spec_policy(assets_def, contracts)
     if isinstance(derived, dg.AssetSpec) or not derived.is_executable:
         return derived
-    return with_lineage(_with_contract_sla(derived, contracts))
+    return with_lineage(_with_contract_sla(with_transient_retries(derived), contracts))
 
 
 def _with_contract_sla(

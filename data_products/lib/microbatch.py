@@ -29,17 +29,64 @@ import duckdb
 from pydantic import Field
 
 from data_products.lib.eventlog import EventLog, EventLogError, OffsetRange
+from data_products.lib.instance import MAX_RUNTIME_TAG, STREAM_BATCH_MAX_RUNTIME_SECONDS
 from data_products.lib.keys import validate_identifier
 
 STATE_SCHEMA = "stream_state"
 TOPIC_TAG = "microbatch/topic"
 RANGES_TAG = "microbatch/ranges"
-_IN_FLIGHT = [
+IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
+"""Statuses of a run that may still write. A run whose worker died stays STARTED until run
+monitoring (the code server that started it, or the monitoring daemon) marks it failed; from
+then on it is no longer in flight and the stream moves on."""
+
+WILL_RETRY_TAG = "dagster/will_retry"
+"""Set by Dagster on a failed run: ``true`` when its run retry (``run_retries`` in dagster.yaml,
+crashed run workers only) will re-execute it."""
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+"""Set by Dagster on a failed run once its retry run exists."""
+RETRY_GRACE_SECONDS = 120.0
+"""How long a stream waits for Dagster's run retry of a crashed batch before requesting the
+batch itself (the retry daemon polls every few seconds; a retry that never comes, e.g. of a run
+launched in process, must not stop the stream for good)."""
+
+
+def blocking_run(instance: dg.DagsterInstance, tags: Mapping[str, str]) -> str | None:
+    """The id of the run that holds a stream, or ``None`` when the stream may request its next
+    batch: a run with ``tags`` in flight, or the latest one failed and about to be re-executed by
+    Dagster's run retry (which re-applies the same batch: requesting it as well would apply it
+    twice at once; the sinks would keep it exactly once, but the work is done twice)."""
+    in_flight = instance.get_run_ids(filters=dg.RunsFilter(tags=dict(tags), statuses=IN_FLIGHT), limit=1)
+    if in_flight:
+        return in_flight[0]
+    latest = instance.get_run_records(filters=dg.RunsFilter(tags=dict(tags)), limit=1)
+    if not latest:
+        return None
+    record = latest[0]
+    run = record.dagster_run
+    retry_pending = (
+        run.status == dg.DagsterRunStatus.FAILURE
+        and run.tags.get(WILL_RETRY_TAG) == "true"
+        and AUTO_RETRY_RUN_ID_TAG not in run.tags
+        and run.remote_job_origin is not None
+        and record.end_time is not None
+        and time.time() - record.end_time < RETRY_GRACE_SECONDS
+    )
+    return run.run_id if retry_pending else None
+
+
+def attempt_run_key(instance: dg.DagsterInstance, key: str, tags: Mapping[str, str]) -> str:
+    """``key`` for the first request of a batch, ``key#retry<n>`` after ``n`` runs with ``tags``:
+    Dagster launches a run key once per sensor, so the retry of a failed batch needs a new one
+    (or the request would be skipped forever)."""
+    attempts = len(instance.get_run_ids(filters=dg.RunsFilter(tags=dict(tags))))
+    return key + (f"#retry{attempts}" if attempts else "")
 
 
 class BatchError(RuntimeError):
@@ -273,11 +320,9 @@ def microbatch_sensor(
             log = EventLog.open(topic)
         except EventLogError as exc:
             return dg.SkipReason(str(exc))
-        in_flight = context.instance.get_run_ids(
-            filters=dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=_IN_FLIGHT), limit=1
-        )
+        in_flight = blocking_run(context.instance, {TOPIC_TAG: topic})
         if in_flight:
-            return dg.SkipReason(f"batch run {in_flight[0]} still in flight")
+            return dg.SkipReason(f"batch run {in_flight} still in flight (or being retried)")
         committed = read_committed(consumer, topic, log.partitions)
         if committed is None:
             return dg.SkipReason("warehouse busy (another process holds the write lock)")
@@ -310,10 +355,7 @@ def microbatch_sensor(
                 )
         ranges = plan_batch(committed, ends, budget)
         text = describe_ranges(ranges)
-        # A failed run of the same ranges used this key: a retry needs a new one, or Dagster
-        # would skip the request forever.
-        attempts = len(context.instance.get_run_ids(filters=dg.RunsFilter(tags={RANGES_TAG: text})))
-        run_key = f"{topic}:{text}" + (f"#retry{attempts}" if attempts else "")
+        run_key = attempt_run_key(context.instance, f"{topic}:{text}", {RANGES_TAG: text})
         config = BatchConfig(
             topic=topic,
             ranges=[BatchRange(partition=r.partition, start=r.start, end=r.end) for r in ranges],
@@ -322,7 +364,11 @@ def microbatch_sensor(
         request = dg.RunRequest(
             run_key=run_key,
             run_config={"ops": {op_name: {"config": config.model_dump()}}},
-            tags={TOPIC_TAG: topic, RANGES_TAG: text},
+            tags={
+                TOPIC_TAG: topic,
+                RANGES_TAG: text,
+                MAX_RUNTIME_TAG: str(STREAM_BATCH_MAX_RUNTIME_SECONDS),
+            },
             asset_selection=list(asset_keys),
         )
         return dg.SensorResult(

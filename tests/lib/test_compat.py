@@ -14,6 +14,7 @@ import pytest
 
 from data_products.lib.compat import dagster as compat_dagster
 from data_products.lib.compat import dagster_dbt as compat_dagster_dbt
+from data_products.lib.compat import dagster_launcher as compat_dagster_launcher
 from data_products.lib.compat import dbt_duckdb as compat_dbt_duckdb
 from data_products.lib.compat import feast as compat_feast
 from data_products.lib.domains import load_domains
@@ -21,6 +22,7 @@ from data_products.lib.settings import REPO_ROOT
 
 PINS = [
     ("dagster", compat_dagster.WRITTEN_AGAINST),
+    ("dagster", compat_dagster_launcher.WRITTEN_AGAINST),
     ("dagster-dbt", compat_dagster_dbt.WRITTEN_AGAINST),
     ("dbt-duckdb", compat_dbt_duckdb.WRITTEN_AGAINST),
     ("feast", compat_feast.WRITTEN_AGAINST),

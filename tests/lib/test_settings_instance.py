@@ -46,3 +46,29 @@ def test_dagster_home_config_loads_with_freshness_and_pools(
     before = (home / "dagster.yaml").stat().st_mtime_ns
     ensure_dagster_home()
     assert (home / "dagster.yaml").stat().st_mtime_ns == before
+
+
+def test_dagster_home_config_monitors_runs_retries_crashes_and_queues(data_home: Path) -> None:
+    from data_products.lib.compat.dagster_launcher import MonitoredRunLauncher
+    from data_products.lib.instance import (
+        MAX_CONCURRENT_RUNS,
+        MAX_RUNTIME_SECONDS,
+        STREAM_TAG_LIMITS,
+    )
+    from data_products.lib.microbatch import TOPIC_TAG
+    from sensors.cdc import SLOT_TAG
+
+    with dg.DagsterInstance.from_config(str(ensure_dagster_home())) as instance:
+        assert isinstance(instance.run_launcher, MonitoredRunLauncher)
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_runtime_seconds == MAX_RUNTIME_SECONDS
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        assert not instance.run_retries_retry_on_asset_or_op_failure
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None and queue.max_concurrent_runs == MAX_CONCURRENT_RUNS
+        assert {limit["key"] for limit in queue.tag_concurrency_limits} == set(STREAM_TAG_LIMITS)
+        assert "MONITORING" in instance.get_required_daemon_types()
+        assert "QUEUED_RUN_COORDINATOR" in instance.get_required_daemon_types()
+    assert set(STREAM_TAG_LIMITS) == {TOPIC_TAG, SLOT_TAG}
