@@ -77,11 +77,11 @@ def test_a_failing_run_and_check_alert_then_recover(
     assert not failed.success
     first = _tick(instance, None)
     assert isinstance(first, dg.SensorResult) and first.cursor
-    kinds = [(b["kind"], b["subject"]) for b in receiver.bodies]
+    kinds = [(b["about"], b["kind"], b["subject"]) for b in receiver.bodies]
     selection = "__ephemeral_asset_job__[commerce/gold/daily_revenue,commerce/silver/orders]"
     assert kinds == [
-        ("run_failure", selection),
-        ("check_failure", "commerce/silver/orders:rows_reconcile"),
+        ("run", "failure", selection),
+        ("check", "failure", "commerce/silver/orders:rows_reconcile"),
     ]
     run_failure = receiver.bodies[0]
     assert run_failure["run_id"] == failed.run_id
@@ -98,9 +98,9 @@ def test_a_failing_run_and_check_alert_then_recover(
     second = _tick(instance, first.cursor)
     assert isinstance(second, dg.SensorResult)
     recoveries = receiver.bodies[2:]
-    assert [(b["kind"], b["subject"], b["recovers"]) for b in recoveries] == [
-        ("run_recovery", selection, f"run_failure:{failed.run_id}"),
-        ("check_recovery", "commerce/silver/orders:rows_reconcile", receiver.bodies[1]["id"]),
+    assert [(b["about"], b["kind"], b["subject"], b["recovers"]) for b in recoveries] == [
+        ("run", "recovery", selection, f"run_failure:{failed.run_id}"),
+        ("check", "recovery", "commerce/silver/orders:rows_reconcile", receiver.bodies[1]["id"]),
     ]
     assert all(b["run_id"] == fixed.run_id for b in recoveries)
 
@@ -111,11 +111,11 @@ def test_a_failing_run_and_check_alert_then_recover(
     assert len(receiver.bodies) == 4
 
     recorded = _recorded(data_home)
-    assert [r["kind"] for r in recorded] == [
-        "run_failure",
-        "check_failure",
-        "run_recovery",
-        "check_recovery",
+    assert [(r["about"], r["kind"]) for r in recorded] == [
+        ("run", "failure"),
+        ("check", "failure"),
+        ("run", "recovery"),
+        ("check", "recovery"),
     ]
     assert len({r["id"] for r in recorded}) == 4
     everything = (data_home / "alerts" / ALERTS_FILE).read_text() + json.dumps(receiver.bodies)
@@ -138,5 +138,5 @@ def test_a_receiver_down_gets_the_alert_later_and_the_file_holds_it_once(
     receiver.status = 200
     up = _tick(instance, None)  # the cursor did not move: delivered now
     assert isinstance(up, dg.SensorResult)
-    assert [b["kind"] for b in receiver.bodies] == ["run_failure"]
-    assert [r["kind"] for r in _recorded(data_home)] == ["run_failure"]
+    assert [(b["about"], b["kind"]) for b in receiver.bodies] == [("run", "failure")]
+    assert [r["id"] for r in _recorded(data_home)] == [receiver.bodies[0]["id"]]

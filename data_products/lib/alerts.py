@@ -156,8 +156,13 @@ def deliver(
 # ------------------------------------------------------------------------------------------------
 # Run failures, ERROR check failures and their recovery
 
-RUN_FAILURE, RUN_RECOVERY = "run_failure", "run_recovery"
-CHECK_FAILURE, CHECK_RECOVERY = "check_failure", "check_recovery"
+FAILURE, RECOVERY = "failure", "recovery"
+"""``kind`` of a failure alert (freshness alerts say ``breach`` and ``recovery``)."""
+RUN, CHECK = "run", "check"
+"""``about``: a run, or a check of ERROR severity."""
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 IMPLICIT_JOB_PREFIX = "__"
 """Dagster's implicit jobs (``__ASSET_JOB``, ``__ephemeral_asset_job__``): their runs are told
 apart by their asset selection."""
@@ -175,10 +180,12 @@ class FailureAlert:
 
     id: str
     kind: str
+    about: str
     subject: str
     run_id: str
     job_name: str
     occurred_at: str
+    partitions: str | None = None
     failed_steps: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
     recovers: str | None = None
@@ -186,13 +193,14 @@ class FailureAlert:
     @property
     def summary(self) -> str:
         what = {
-            RUN_FAILURE: "run failed",
-            RUN_RECOVERY: "run succeeded again",
-            CHECK_FAILURE: "ERROR check failed",
-            CHECK_RECOVERY: "check passes again",
-        }[self.kind]
+            (RUN, FAILURE): "run failed",
+            (RUN, RECOVERY): "run succeeded again",
+            (CHECK, FAILURE): "ERROR check failed",
+            (CHECK, RECOVERY): "check passes again",
+        }[(self.about, self.kind)]
         steps = f" (steps {', '.join(self.failed_steps)})" if self.failed_steps else ""
-        return f"{self.subject}: {what} in run {self.run_id}{steps} at {self.occurred_at}"
+        days = f" [{self.partitions}]" if self.partitions else ""
+        return f"{self.subject}: {what}{days} in run {self.run_id}{steps} at {self.occurred_at}"
 
 
 def run_subject(run: dg.DagsterRun) -> str:
@@ -201,6 +209,14 @@ def run_subject(run: dg.DagsterRun) -> str:
         return run.job_name
     keys = sorted(key.to_user_string() for key in run.asset_selection)
     return f"{run.job_name}[{','.join(keys)}]"
+
+
+def run_partitions(run: dg.DagsterRun) -> str | None:
+    """The partition (``2026-01-05``) or range (``2026-01-01...2026-01-05``) a run covered."""
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}...{end}"
+    return run.tags.get(PARTITION_TAG)
 
 
 def check_subject(evaluation: dg.AssetCheckEvaluation) -> str:
@@ -246,6 +262,7 @@ def failure_alerts_for_run(
     alerts: list[FailureAlert] = []
     when = _timestamp(event.event_log_entry.timestamp)
     subject = run_subject(run)
+    partitions = run_partitions(run)
     root = run.root_run_id or run.run_id
     records = instance.get_records_for_run(
         run.run_id,
@@ -267,15 +284,17 @@ def failure_alerts_for_run(
                 error = error.cause
             if error is not None and error.cls_name:
                 error_types.append(error.cls_name)
-        alert_id = f"{RUN_FAILURE}:{run.run_id}"
+        alert_id = f"run_failure:{run.run_id}"
         alerts.append(
             FailureAlert(
                 id=alert_id,
-                kind=RUN_FAILURE,
+                kind=FAILURE,
+                about=RUN,
                 subject=subject,
                 run_id=run.run_id,
                 job_name=run.job_name,
                 occurred_at=when,
+                partitions=partitions,
                 failed_steps=tuple(sorted(set(failed_steps))),
                 error_types=tuple(sorted(set(error_types))),
             )
@@ -290,12 +309,14 @@ def failure_alerts_for_run(
                 continue
             alerts.append(
                 FailureAlert(
-                    id=f"{RUN_RECOVERY}:{run.run_id}:{closed}",
-                    kind=RUN_RECOVERY,
+                    id=f"run_recovery:{run.run_id}:{closed}",
+                    kind=RECOVERY,
+                    about=RUN,
                     subject=closed,
                     run_id=run.run_id,
                     job_name=run.job_name,
                     occurred_at=when,
+                    partitions=partitions,
                     recovers=failure_id,
                 )
             )
@@ -310,27 +331,31 @@ def failure_alerts_for_run(
         check = check_subject(evaluation)
         when = _timestamp(record.event_log_entry.timestamp)
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            alert_id = f"{CHECK_FAILURE}:{run.run_id}:{record.storage_id}"
+            alert_id = f"check_failure:{run.run_id}:{record.storage_id}"
             alerts.append(
                 FailureAlert(
                     id=alert_id,
-                    kind=CHECK_FAILURE,
+                    kind=FAILURE,
+                    about=CHECK,
                     subject=check,
                     run_id=run.run_id,
                     job_name=run.job_name,
                     occurred_at=when,
+                    partitions=evaluation.partition or partitions,
                 )
             )
             state.checks[check] = alert_id
         elif evaluation.passed and check in state.checks:
             alerts.append(
                 FailureAlert(
-                    id=f"{CHECK_RECOVERY}:{run.run_id}:{record.storage_id}",
-                    kind=CHECK_RECOVERY,
+                    id=f"check_recovery:{run.run_id}:{record.storage_id}",
+                    kind=RECOVERY,
+                    about=CHECK,
                     subject=check,
                     run_id=run.run_id,
                     job_name=run.job_name,
                     occurred_at=when,
+                    partitions=evaluation.partition or partitions,
                     recovers=state.checks.pop(check),
                 )
             )

@@ -12,8 +12,9 @@ When the retries are used up the step fails with the original exception.
 
 What counts as transient (the exception or anything in its ``__cause__``/``__context__`` chain):
 
-- DuckDB: another process holds the file's lock (``IOException ... Could not set lock``), a
-  write-write transaction conflict (``TransactionException ... conflict``);
+- DuckDB: another process holds the file's lock (``IOException ... Could not set lock``, also
+  when dbt quotes it in dagster-dbt's ``DagsterDbtCliRuntimeError``), a write-write transaction
+  conflict (``TransactionException ... conflict``);
 - SQLite (Dagster's storage, the Iceberg SQL catalog): ``database is locked`` / ``busy``;
 - ``OSError`` with a transient errno only (``TRANSIENT_ERRNOS``: EIO, EAGAIN, EBUSY, ETIMEDOUT,
   connection resets...), never ``FileNotFoundError`` or ``PermissionError`` (a missing file or a
@@ -69,6 +70,12 @@ TRANSIENT_ERRNOS = frozenset(
 """errnos of conditions that end by themselves (a busy device, a lock, a lost connection)."""
 
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+DUCKDB_LOCK_TEXT = "Could not set lock"
+"""How DuckDB says another process holds the file (``IO Error: Could not set lock on file``)."""
+DBT_CLI_ERROR = "DagsterDbtCliRuntimeError"
+"""dagster-dbt's error for a failed dbt command (a ``dg.Failure``, named here so that lib does not
+import dagster-dbt for a type check)."""
 
 PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     dg.Failure,
@@ -128,9 +135,10 @@ class TransientRetryPolicy:
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.max_seconds, self.base_seconds * 2**retry_number)
-        return (rng or random).uniform(ceiling / 2, ceiling)
+        return (rng or _JITTER).uniform(ceiling / 2, ceiling)
 
 
+_JITTER = random.Random()  # noqa: S311 - jitter, not cryptography
 DEFAULT_POLICY = TransientRetryPolicy()
 
 
@@ -159,7 +167,7 @@ def _transient_reason(exc: BaseException) -> str | None:
     """Why this one exception (not its chain) is transient, in words without its message (an
     HTTP error's message names the URL, which may carry a token)."""
     message = str(exc)
-    if isinstance(exc, duckdb.IOException) and "Could not set lock" in message:
+    if isinstance(exc, duckdb.IOException) and DUCKDB_LOCK_TEXT in message:
         return "DuckDB lock held by another process"
     if isinstance(exc, duckdb.TransactionException) and "onflict" in message:
         return "DuckDB transaction conflict"
@@ -190,6 +198,11 @@ def transient_reason(exc: BaseException) -> str | None:
     """Why ``exc`` is worth retrying, or ``None`` when it is permanent (see the module
     docstring): the first transient error in its chain, unless the chain holds a permanent one."""
     links = list(_chain(exc))
+    for link in links:
+        # dagster-dbt reports every dbt failure as a ``Failure``, a data test's as well as a
+        # model that could not open the warehouse; the lock is named in the dbt error it quotes.
+        if type(link).__name__ == DBT_CLI_ERROR and DUCKDB_LOCK_TEXT in str(link):
+            return "DuckDB lock held by another process (dbt)"
     if any(isinstance(link, PERMANENT_TYPES) for link in links):
         return None
     for link in links:
