@@ -56,7 +56,9 @@ def cdc_slot(
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=attempt_run_key(context.instance, f"snapshot:{postgres.slot}", snapshot),
+                    run_key=attempt_run_key(
+                        context.instance, f"snapshot:{postgres.slot}", snapshot
+                    ),
                     tags={**snapshot, **limits},
                 )
             ],

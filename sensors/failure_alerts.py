@@ -15,7 +15,12 @@ import json
 
 import dagster as dg
 
-from data_products.lib.alerts import OpenFailures, deliver, failure_alerts_for_run, finished_run_events
+from data_products.lib.alerts import (
+    OpenFailures,
+    deliver,
+    failure_alerts_for_run,
+    finished_run_events,
+)
 from data_products.lib.settings import get_settings
 
 BATCH = 100

@@ -163,6 +163,8 @@ RUN, CHECK = "run", "check"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+FAILURE_REASON_TAG = "dagster/failure_reason"
+"""Dagster's reason for a failed run (``STEP_FAILURE``, ``START_TIMEOUT``...), when it gives one."""
 IMPLICIT_JOB_PREFIX = "__"
 """Dagster's implicit jobs (``__ASSET_JOB``, ``__ephemeral_asset_job__``): their runs are told
 apart by their asset selection."""
@@ -188,6 +190,7 @@ class FailureAlert:
     partitions: str | None = None
     failed_steps: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
+    failure_reason: str | None = None
     recovers: str | None = None
 
     @property
@@ -268,7 +271,8 @@ def failure_alerts_for_run(
         run.run_id,
         of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION},
     ).records
-    if run.status == dg.DagsterRunStatus.FAILURE:
+    finished = event.event_log_entry.dagster_event_type
+    if finished == dg.DagsterEventType.RUN_FAILURE:
         failed_steps: list[str] = []
         error_types: list[str] = []
         for record in records:
@@ -277,10 +281,15 @@ def failure_alerts_for_run(
                 continue
             failed_steps.append(dagster_event.step_key or "?")
             error = dagster_event.step_failure_data.error
-            while error is not None and error.cause is not None and error.cls_name in {
-                "RetryRequested",
-                "DagsterExecutionStepExecutionError",
-            }:
+            while (
+                error is not None
+                and error.cause is not None
+                and error.cls_name
+                in {
+                    "RetryRequested",
+                    "DagsterExecutionStepExecutionError",
+                }
+            ):
                 error = error.cause
             if error is not None and error.cls_name:
                 error_types.append(error.cls_name)
@@ -297,11 +306,12 @@ def failure_alerts_for_run(
                 partitions=partitions,
                 failed_steps=tuple(sorted(set(failed_steps))),
                 error_types=tuple(sorted(set(error_types))),
+                failure_reason=run.tags.get(FAILURE_REASON_TAG),
             )
         )
         state.runs[subject] = alert_id
         state.groups[root] = subject
-    elif run.status == dg.DagsterRunStatus.SUCCESS:
+    elif finished == dg.DagsterEventType.RUN_SUCCESS:
         recovered = {subject, state.groups.get(root, subject)}
         for closed in sorted(recovered):
             failure_id = state.runs.pop(closed, None)
@@ -325,7 +335,10 @@ def failure_alerts_for_run(
                 del state.groups[group]
     for record in records:
         dagster_event = record.event_log_entry.dagster_event
-        if dagster_event is None or not dagster_event.is_asset_check_evaluation:
+        if (
+            dagster_event is None
+            or dagster_event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ):
             continue
         evaluation = dagster_event.asset_check_evaluation_data
         check = check_subject(evaluation)
@@ -368,13 +381,23 @@ def finished_run_events(
     """RUN_FAILURE and RUN_SUCCESS events after storage id ``after``, oldest first, at most
     ``limit``, with no gap: when one kind fills its page, only the events up to its last are
     returned (the other kind's later ones come on the next call)."""
-    pages = [
-        instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
-            limit=limit,
-            ascending=True,
+
+    def page(records_filter: dg.RunStatusChangeRecordsFilter) -> Sequence[dg.EventLogRecord]:
+        return instance.fetch_run_status_changes(
+            records_filter, limit=limit, ascending=True
         ).records
-        for event_type in (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_SUCCESS)
+
+    pages = [
+        page(
+            dg.RunStatusChangeRecordsFilter(
+                event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=after
+            )
+        ),
+        page(
+            dg.RunStatusChangeRecordsFilter(
+                event_type=dg.DagsterEventType.RUN_SUCCESS, after_storage_id=after
+            )
+        ),
     ]
     full = [page[-1].storage_id for page in pages if len(page) >= limit]
     upto = min(full) if full else None

@@ -32,9 +32,10 @@ storage:
 MAX_RUNTIME_SECONDS = 4 * 3600
 """Instance-wide ceiling on a run's duration (``run_monitoring.max_runtime_seconds``): the longest
 legitimate run here is a whole-history range or a CDC snapshot (minutes on this machine), so four
-hours only ever stops a run that hangs (a lock waited on forever, a stuck subprocess). Instance-wide rather than a tag because runs come from the UI,
-sensors, schedules, backfills and Dagster's own run retries, and a tag would have to be set on
-every one of them; a run that needs less (a stream micro-batch) sets ``MAX_RUNTIME_TAG``."""
+hours only ever stops a run that hangs (a lock waited on forever, a stuck subprocess).
+Instance-wide rather than a tag because runs come from the UI, sensors, schedules, backfills and
+Dagster's own run retries, and a tag would have to be set on every one of them; a run that needs
+less (a stream micro-batch) sets ``MAX_RUNTIME_TAG``."""
 
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 """Per-run maximum runtime in seconds, which run monitoring prefers over the instance setting."""
@@ -71,10 +72,10 @@ concurrency:
   runs:
     max_concurrent_runs: {max_concurrent_runs}
     tag_concurrency_limits:
-{tag_limits}# Runs launch as subprocesses of a code server (Dagster's default launcher) whose workers run
-# monitoring can check: a worker that dies (SIGKILL, the OOM killer) is noticed by its code
-# server, or by the monitoring daemon when that server is gone too, and its run is marked
-# failed; the daemon then frees the pool slots the dead run still held
+{tag_limits}# Runs launch as subprocesses of a code server (Dagster's default launcher), with a
+# worker health check for run monitoring: a worker that dies (SIGKILL, the OOM killer) is noticed
+# by its code server, or by the monitoring daemon when that server is gone too, and its run is
+# marked failed; the daemon then frees the pool slots the dead run still held
 # (free_slots_after_run_end_seconds: without it they stay claimed for good), fails runs that
 # never start or never finish cancelling, and stops runs past their maximum runtime. The default
 # launcher cannot resume a run worker: max_resume_run_attempts must be 0.

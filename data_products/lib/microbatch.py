@@ -62,7 +62,9 @@ def blocking_run(instance: dg.DagsterInstance, tags: Mapping[str, str]) -> str |
     batch: a run with ``tags`` in flight, or the latest one failed and about to be re-executed by
     Dagster's run retry (which re-applies the same batch: requesting it as well would apply it
     twice at once; the sinks would keep it exactly once, but the work is done twice)."""
-    in_flight = instance.get_run_ids(filters=dg.RunsFilter(tags=dict(tags), statuses=IN_FLIGHT), limit=1)
+    in_flight = instance.get_run_ids(
+        filters=dg.RunsFilter(tags=dict(tags), statuses=IN_FLIGHT), limit=1
+    )
     if in_flight:
         return in_flight[0]
     latest = instance.get_run_records(filters=dg.RunsFilter(tags=dict(tags)), limit=1)

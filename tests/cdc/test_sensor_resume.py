@@ -59,7 +59,10 @@ def _all_checks_pass(run: SliceRun) -> bool:
 
 
 def test_failed_and_killed_batches_are_requested_again_and_applied_once(
-    data_home: Path, postgres: Server, make_env: Callable[..., CdcEnv], monkeypatch: pytest.MonkeyPatch
+    data_home: Path,
+    postgres: Server,
+    make_env: Callable[..., CdcEnv],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = make_env(3)
     defs = _defs(postgres, env)

@@ -86,7 +86,9 @@ def _submit(
     a sensor does."""
     request = context.create_request_context()
     remote_job = (
-        request.get_code_location(LOCATION).get_repository("__repository__").get_full_job("crash_job")
+        request.get_code_location(LOCATION)
+        .get_repository("__repository__")
+        .get_full_job("crash_job")
     )
     run = instance.create_run_for_job(
         job_def=defs.resolve_job_def(crash_job.name),
@@ -114,7 +116,9 @@ def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
 
 
 def _claimed(instance: dg.DagsterInstance) -> list[str]:
-    return [slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots]
+    return [
+        slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots
+    ]
 
 
 def test_a_sigkilled_run_worker_heals_with_no_manual_step(
@@ -130,12 +134,15 @@ def test_a_sigkilled_run_worker_heals_with_no_manual_step(
     assert _status(instance, crashed) == dg.DagsterRunStatus.QUEUED
     list(coordinator.run_iteration(context))  # the queue launches it through the run launcher
     marker = markers / f"{crashed}.pid"
-    pid = int(_wait_for("the step to hold the slot", lambda: marker.exists() and marker.read_text()))
+    pid = int(
+        _wait_for("the step to hold the slot", lambda: marker.exists() and marker.read_text())
+    )
     assert pid != os.getpid()
     assert _claimed(instance) == [crashed]
     run = instance.get_run_by_id(crashed)
     assert run is not None and run.status == dg.DagsterRunStatus.STARTED
-    assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    alive = instance.run_launcher.check_run_worker_health(run)
+    assert alive.status == WorkerStatus.RUNNING and str(pid) in (alive.msg or ""), alive
 
     # A run queued behind the held slot is not started while the slot is claimed.
     waiting = _submit(instance, context, {})
@@ -147,7 +154,10 @@ def test_a_sigkilled_run_worker_heals_with_no_manual_step(
         "run monitoring to fail the run and free its slot",
         lambda: (
             _daemon_pass(context, coordinator)
-            or (_status(instance, crashed) == dg.DagsterRunStatus.FAILURE and crashed not in _claimed(instance))
+            or (
+                _status(instance, crashed) == dg.DagsterRunStatus.FAILURE
+                and crashed not in _claimed(instance)
+            )
         ),
     )
     dead = instance.get_run_by_id(crashed)
@@ -162,7 +172,8 @@ def test_a_sigkilled_run_worker_heals_with_no_manual_step(
         run = instance.get_run_by_id(crashed)
         retry_id = run.tags.get(AUTO_RETRY_RUN_ID_TAG) if run else None
         return retry_id is not None and all(
-            _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS for run_id in (retry_id, waiting)
+            _status(instance, run_id) == dg.DagsterRunStatus.SUCCESS
+            for run_id in (retry_id, waiting)
         )
 
     _wait_for("the retry and the queued run to complete", finished)

@@ -229,7 +229,9 @@ def test_contract_and_data_errors_run_once_and_fail_as_themselves(error: Excepti
             [with_transient_retries(broken, FAST)], instance=instance, raise_on_error=False
         )
     assert not result.success and attempts == [0]
-    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ]
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     reported = failure.step_failure_data.error
     assert reported is not None

@@ -37,7 +37,7 @@ WRITTEN_AGAINST = "1.13.27"
 STARTED_MESSAGE = "Started process for run (pid: "
 """How the code server's run worker announces itself (``dagster._grpc.impl``)."""
 EXITED_MESSAGE = "Process for run exited (pid: "
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})  # noqa: S104 - names, no bind
 _CLOCK_SLACK_SECONDS = 1.0
 
 
@@ -101,7 +101,8 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         pid, started_at, exited = None, 0.0, False
         for record in records:
             entry = record.event_log_entry
-            message = entry.user_message or ""
+            event = entry.dagster_event
+            message = (event.message if event is not None else None) or entry.user_message or ""
             if message.startswith(STARTED_MESSAGE):
                 pid = int(message[len(STARTED_MESSAGE) :].split(")")[0])
                 started_at, exited = entry.timestamp, False
